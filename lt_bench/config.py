@@ -1,0 +1,223 @@
+"""Structured configs: the schema Hydra checks every composed config against, plus value checks.
+
+Hydra rejects unknown keys and wrong types against these dataclasses at start-up. Ranges and
+cross-field rules that a type cannot express are checked by :func:`validate`, which raises
+:class:`ConfigError` with one message naming the key and the fix.
+
+Groups whose keys depend on the chosen option (``loss``, ``backbone``, ``method``, ``logger``) are open
+nodes here; their builders check the keys against what that option accepts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from lt_bench.errors import ConfigError
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "mnist_lt"
+    root: str | None = None
+    profile: str = "exp"  # exp | step | even_minority | none
+    imbalance_factor: float = 100.0
+    quantity_ratio: float = 1.0
+    val_fraction: float = 0.0
+    test_per_class: int = 100  # embedded sources: balanced held-out test split
+    batch_size: int = 128  # global batch: divided across DDP processes
+    eval_batch_size: int = 1000
+    drop_last: bool = False
+    crop_padding: int = 4
+    flip: bool = True
+    many_threshold: int = 100
+    few_threshold: int = 20
+    group_by: str = "threshold"  # threshold | thirds
+    # synthetic source only
+    num_classes: int = 10
+    per_class: int = 100
+    image_size: int = 16
+    channels: int = 3
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "none"
+    e0: int = 0
+    e1: int = 0
+    form: str = "power"  # power | log | inverse_log
+    rho: float = 1.0
+    delta: float = 1.0
+    weighting: str = "none"  # none | inverse | cb
+    beta: float = 0.9999
+    sampling: str = "instance"  # instance | exponent | mixture
+    mixing: str = "none"  # none | mixup | remix | ppmix
+    mix_alpha: float = 1.0
+    kappa: float = 3.0
+    tau: float = 0.5
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "sgd"  # sgd | sam
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 2e-4
+    nesterov: bool = False
+    rho: float = 0.05  # SAM neighbourhood radius before schedule.e0
+    rho_after: float | None = None  # SAM radius from schedule.e0 on (None: keep rho)
+
+
+@dataclass
+class LRScheduleConfig:
+    name: str = "step"  # step | cosine | constant
+    warmup_epochs: int = 5
+    milestones: list[int] = field(default_factory=list)  # 0-based epochs at which a factor starts
+    factors: list[float] = field(default_factory=list)  # cumulative factor from each milestone on
+    min_factor: float = 0.0  # cosine floor
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 30
+    accelerator: str = "auto"
+    devices: Any = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    deterministic: bool = False
+    select_by: str = "val/balanced_acc"  # metric that picks the best checkpoint when a val split exists
+    check_val_every_n_epoch: int = 1
+    enable_progress_bar: bool = True
+    log_every_n_steps: int = 50
+    limit_train_batches: float | None = None
+
+
+@dataclass
+class Config:
+    dataset: DatasetConfig = MISSING
+    backbone: Any = MISSING
+    loss: Any = MISSING
+    schedule: ScheduleConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    lr_schedule: LRScheduleConfig = MISSING
+    method: Any = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: Any = MISSING
+    seed: int = 0
+    ckpt_path: str | None = None
+    print_table: bool = True
+
+
+def _epoch_fraction(fraction: str, max_epochs: int) -> int:
+    """``${lt.epoch:0.8}`` -> int(0.8 * trainer.max_epochs): recipes stay proportional to run length."""
+    return int(float(fraction) * int(max_epochs))
+
+
+def _epoch_fractions(*args: Any) -> list[int]:
+    *fractions, max_epochs = args
+    return [int(float(f) * int(max_epochs)) for f in fractions]
+
+
+def register() -> None:
+    """Register the schema and our resolvers (idempotent)."""
+    if not OmegaConf.has_resolver("lt.epoch"):
+        OmegaConf.register_new_resolver("lt.epoch", _epoch_fraction)
+        OmegaConf.register_new_resolver("lt.epochs", _epoch_fractions)
+    ConfigStore.instance().store(name="lt_bench_schema", node=Config)
+
+
+KNOWN = {
+    "dataset.profile": ("exp", "step", "even_minority", "none"),
+    "dataset.group_by": ("threshold", "thirds"),
+    "schedule.form": ("power", "log", "inverse_log"),
+    "schedule.weighting": ("none", "inverse", "cb"),
+    "schedule.sampling": ("instance", "exponent", "mixture"),
+    "schedule.mixing": ("none", "mixup", "remix", "ppmix"),
+    "optimizer.name": ("sgd", "sam"),
+    "lr_schedule.name": ("step", "cosine", "constant"),
+}
+
+
+def _get(cfg: DictConfig, dotted: str) -> Any:
+    return OmegaConf.select(cfg, dotted)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check values a type cannot: ranges, choices and cross-field rules."""
+    try:
+        OmegaConf.resolve(cfg)
+    except Exception as err:  # an interpolation that cannot resolve is a config error, not a crash
+        raise ConfigError(f"could not resolve the configuration: {err}") from None
+    for key, choices in KNOWN.items():
+        value = _get(cfg, key)
+        _require(
+            value in choices,
+            f"{key}={value!r} is not a known option; choose one of: {', '.join(choices)} "
+            f"(e.g. {key}={choices[0]})",
+        )
+    d, s, o, t, lr = cfg.dataset, cfg.schedule, cfg.optimizer, cfg.trainer, cfg.lr_schedule
+    _require(
+        d.imbalance_factor >= 1,
+        f"dataset.imbalance_factor={d.imbalance_factor} must be >= 1 (n_max / n_min, e.g. 100)",
+    )
+    _require(
+        0 < d.quantity_ratio <= 1,
+        f"dataset.quantity_ratio={d.quantity_ratio} must be in (0, 1] (fraction of each class kept)",
+    )
+    _require(
+        0 <= d.val_fraction < 1,
+        f"dataset.val_fraction={d.val_fraction} must be in [0, 1) (e.g. 0.1 for a 90/10 split)",
+    )
+    _require(d.batch_size >= 1, f"dataset.batch_size={d.batch_size} must be >= 1")
+    _require(d.crop_padding >= 0, f"dataset.crop_padding={d.crop_padding} must be >= 0")
+    _require(
+        d.few_threshold <= d.many_threshold,
+        f"dataset.few_threshold ({d.few_threshold}) must be <= dataset.many_threshold ({d.many_threshold})",
+    )
+    _require(s.e0 >= 0, f"schedule.e0={s.e0} must be >= 0")
+    _require(
+        s.e1 >= s.e0,
+        f"schedule.e1 ({s.e1}) must be >= schedule.e0 ({s.e0}); set e1 = e0 for a step (deferred) schedule",
+    )
+    _require(s.rho > 0, f"schedule.rho={s.rho} must be > 0")
+    _require(s.delta >= 0, f"schedule.delta={s.delta} must be >= 0")
+    _require(0 < s.beta < 1, f"schedule.beta={s.beta} must be in (0, 1)")
+    _require(s.mix_alpha > 0, f"schedule.mix_alpha={s.mix_alpha} must be > 0")
+    _require(o.lr > 0, f"optimizer.lr={o.lr} must be > 0")
+    _require(o.weight_decay >= 0, f"optimizer.weight_decay={o.weight_decay} must be >= 0")
+    _require(o.rho >= 0, f"optimizer.rho={o.rho} must be >= 0")
+    _require(
+        len(lr.milestones) == len(lr.factors),
+        f"lr_schedule.milestones ({list(lr.milestones)}) and lr_schedule.factors ({list(lr.factors)}) "
+        "must have the same length",
+    )
+    _require(
+        list(lr.milestones) == sorted(lr.milestones),
+        f"lr_schedule.milestones={list(lr.milestones)} must be increasing",
+    )
+    _require(t.max_epochs >= 1, f"trainer.max_epochs={t.max_epochs} must be >= 1")
+    _require(
+        all(math.isfinite(v) for v in (d.imbalance_factor, o.lr, s.rho)),
+        "non-finite values are not allowed in dataset.imbalance_factor, optimizer.lr, schedule.rho",
+    )
+    for group in ("loss", "backbone", "method", "logger"):
+        _require(
+            isinstance(cfg[group], DictConfig) and "name" in cfg[group],
+            f"config group '{group}' needs a 'name'; pick an option with {group}=NAME",
+        )
+
+
+def params_of(node: DictConfig, drop: tuple[str, ...] = ("name",)) -> dict[str, Any]:
+    """A group node as plain keyword arguments, without its bookkeeping keys."""
+    container = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(container, dict)
+    return {k: v for k, v in container.items() if k not in drop}

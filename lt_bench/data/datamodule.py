@@ -1,0 +1,221 @@
+"""The LightningDataModule: a source, made long-tailed, split, served from memory in batches.
+
+Small-image datasets live as uint8 tensors on the training device; each step indexes a batch out of
+them and augments it there (:mod:`lt_bench.data.augment`), so no DataLoader worker or PIL call sits on
+the hot path. Training order comes from :func:`draw_epoch` — a pure function of ``(seed, epoch)`` and
+the schedule's class probabilities — so every DDP rank computes the same global order and takes its
+strided slice of each global batch, and a resumed run replays the same epochs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+
+from lt_bench.data.augment import BatchAugment
+from lt_bench.data.profiles import profile_counts, select_per_class, stratified_split
+from lt_bench.data.samplers import draw_epoch, eval_shard, global_batches, rank_slice
+from lt_bench.data.sources import ImageSource, load_source
+
+SamplingFn = Callable[[int], Tensor | None]
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What methods need to know about the data, fixed once the datamodule is prepared."""
+
+    num_classes: int
+    class_counts: list[int]
+    in_channels: int
+    image_size: int
+    train_size: int
+    val_size: int
+    test_size: int
+
+
+def _source_kwargs(cfg: DictConfig, seed: int) -> dict:
+    name = cfg.name
+    if name in ("mnist_lt", "digits_lt"):
+        return {"test_per_class": cfg.test_per_class, "seed": seed}
+    if name == "synthetic":
+        return {
+            "num_classes": cfg.num_classes,
+            "per_class": cfg.per_class,
+            "test_per_class": cfg.test_per_class,
+            "image_size": cfg.image_size,
+            "channels": cfg.channels,
+            "seed": seed,
+        }
+    return {"root": cfg.root}
+
+
+class InMemoryLoader:
+    """Iterates batches of in-memory tensors; Lightning treats it as a dataloader.
+
+    Training batches are ``(images_uint8, labels, keys)``; ``keys`` identify (epoch, global position)
+    and drive the augmentation's counter-based randomness, so a sample's crop does not depend on the
+    number of processes. Evaluation batches are ``(images_uint8, labels)`` over this rank's shard.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        *,
+        train: bool,
+        seed: int = 0,
+        sampling_fn: SamplingFn | None = None,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.images, self.labels = images, labels
+        self.cpu_labels = labels.cpu()
+        self.batch_size, self.train, self.seed = batch_size, train, seed
+        self.sampling_fn = sampling_fn
+        self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
+        self.epoch = 0
+
+    # Lightning calls ``loader.sampler.set_epoch(epoch)`` at the start of every epoch.
+    @property
+    def sampler(self) -> InMemoryLoader:
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[Tensor]:
+        if not self.train:
+            shard = eval_shard(len(self.cpu_labels), self.rank, self.world_size)
+            return list(shard.split(self.batch_size))
+        probs = self.sampling_fn(self.epoch) if self.sampling_fn is not None else None
+        order = draw_epoch(self.cpu_labels, self.seed, self.epoch, probs)
+        batches = global_batches(order, self.batch_size, self.drop_last)
+        return [b for b in batches if len(b) >= self.world_size]
+
+    def __len__(self) -> int:
+        if not self.train:
+            n = len(eval_shard(len(self.cpu_labels), self.rank, self.world_size))
+            return -(-n // self.batch_size)
+        n, b = len(self.cpu_labels), self.batch_size
+        full, rest = divmod(n, b)
+        return full + int(rest >= self.world_size and rest > 0 and not self.drop_last)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        device = self.images.device
+        n = len(self.cpu_labels)
+        position = 0
+        for batch in self._batches():
+            if self.train:
+                mine = rank_slice(batch, self.rank, self.world_size)
+                keys = self.epoch * n + position + torch.arange(len(batch))
+                keys = rank_slice(keys, self.rank, self.world_size)
+                position += len(batch)
+                idx = mine.to(device, non_blocking=True)
+                yield self.images[idx], self.labels[idx], keys.to(device, non_blocking=True)
+            else:
+                idx = batch.to(device, non_blocking=True)
+                yield self.images[idx], self.labels[idx]
+
+
+class LongTailDataModule(L.LightningDataModule):
+    """Builds the long-tailed training set, a stratified validation split and the balanced test set."""
+
+    def __init__(self, cfg: DictConfig, seed: int, sampling_fn: SamplingFn | None = None) -> None:
+        super().__init__()
+        self.cfg, self.seed, self.sampling_fn = cfg, seed, sampling_fn
+        self.source: ImageSource | None = None
+        self.info: DataInfo | None = None
+
+    def prepare(self) -> DataInfo:
+        """Load the source and apply the profile (deterministic given the seed); idempotent."""
+        if self.info is not None:
+            return self.info
+        cfg = self.cfg
+        source = load_source(cfg.name, **_source_kwargs(cfg, self.seed))
+        labels = source.train_labels
+        available = torch.bincount(labels, minlength=source.num_classes).tolist()
+        counts = profile_counts(cfg.profile, available, cfg.imbalance_factor, cfg.quantity_ratio)
+        kept = select_per_class(labels, counts, self.seed)
+        train_x, train_y = source.train_images[kept], labels[kept]
+        val_x = val_y = None
+        if cfg.val_fraction > 0:
+            keep, held = stratified_split(train_y, cfg.val_fraction, self.seed)
+            val_x, val_y = train_x[held], train_y[held]
+            train_x, train_y = train_x[keep], train_y[keep]
+        self.train_x, self.train_y = train_x, train_y
+        self.val_x, self.val_y = val_x, val_y
+        self.test_x, self.test_y = source.test_images, source.test_labels
+        self.source = source
+        self.augment = BatchAugment(
+            padding=cfg.crop_padding, flip=cfg.flip, mean=source.mean, std=source.std, seed=self.seed
+        )
+        self.info = DataInfo(
+            num_classes=source.num_classes,
+            class_counts=torch.bincount(train_y, minlength=source.num_classes).tolist(),
+            in_channels=int(train_x.shape[1]),
+            image_size=int(train_x.shape[-1]),
+            train_size=len(train_y),
+            val_size=0 if val_y is None else len(val_y),
+            test_size=len(self.test_y),
+        )
+        return self.info
+
+    @property
+    def has_val(self) -> bool:
+        return self.prepare().val_size > 0
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare()
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        # one host->device copy per run; every batch is then an index into device memory
+        for name in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.to(device))
+
+    def _ranks(self) -> tuple[int, int]:
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
+
+    def train_dataloader(self) -> InMemoryLoader:
+        rank, world = self._ranks()
+        return InMemoryLoader(
+            self.train_x,
+            self.train_y,
+            self.cfg.batch_size,
+            train=True,
+            seed=self.seed,
+            sampling_fn=self.sampling_fn,
+            drop_last=self.cfg.drop_last,
+            rank=rank,
+            world_size=world,
+        )
+
+    def _eval_loader(self, x: Tensor, y: Tensor) -> InMemoryLoader:
+        rank, world = self._ranks()
+        return InMemoryLoader(x, y, self.cfg.eval_batch_size, train=False, rank=rank, world_size=world)
+
+    def val_dataloader(self) -> InMemoryLoader | list:
+        return self._eval_loader(self.val_x, self.val_y) if self.val_y is not None else []
+
+    def test_dataloader(self) -> InMemoryLoader:
+        return self._eval_loader(self.test_x, self.test_y)
+
+    def unaugmented_train_loader(self) -> InMemoryLoader:
+        """The training set in order, without augmentation (feature extraction, e.g. PHASE's MSR)."""
+        return self._eval_loader(self.train_x, self.train_y)
+
+    def on_after_batch_transfer(self, batch: tuple[Tensor, ...], dataloader_idx: int) -> tuple[Tensor, Tensor]:
+        if len(batch) == 3:
+            images, labels, keys = batch
+            return self.augment.train(images, keys), labels
+        images, labels = batch
+        return self.augment.eval(images), labels

@@ -1,0 +1,13 @@
+"""Errors that reach the user as one clear message (no traceback) and a non-zero exit."""
+
+
+class LtBenchError(Exception):
+    """Base class: the message says what is wrong and how to fix it."""
+
+
+class ConfigError(LtBenchError):
+    """A configuration value is invalid (unknown option, out-of-range value, bad combination)."""
+
+
+class DataError(LtBenchError):
+    """A dataset file is missing or malformed."""

@@ -1,0 +1,21 @@
+"""Method registry: ``method=NAME`` selects the LightningModule class."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from lt_bench.data.datamodule import DataInfo
+from lt_bench.errors import ConfigError
+from lt_bench.methods.base import LongTailModule
+from lt_bench.methods.standard import StandardMethod
+
+METHODS: dict[str, type[LongTailModule]] = {
+    "standard": StandardMethod,
+}
+
+
+def build_method(cfg: DictConfig, info: DataInfo) -> LongTailModule:
+    name = cfg.method.name
+    if name not in METHODS:
+        raise ConfigError(f"method={name!r} is not known; choose one of: {', '.join(sorted(METHODS))}")
+    return METHODS[name](cfg, info)

@@ -1,0 +1,193 @@
+"""The LightningModule every method builds on: backbone + head + loss, driven by one schedule.
+
+The module wires pure pieces together and owns no maths: class weights, sampling probabilities and
+mixing progress come from :class:`lt_bench.schedules.Schedule` at ``trainer.current_epoch``; losses
+come from :func:`lt_bench.losses.build_loss`; every metric from :class:`LongTailMetrics`.
+Methods whose training procedure differs (two stages, extra parameters) subclass it and override the
+narrow hooks: :meth:`param_groups`, :meth:`lr_lambdas`, :meth:`training_loss`, :meth:`on_stage`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from lt_bench.config import params_of
+from lt_bench.data.datamodule import DataInfo
+from lt_bench.losses import build_loss
+from lt_bench.losses.base import LogitLoss
+from lt_bench.metrics import LongTailMetrics, scalar_metrics
+from lt_bench.mixing import label_weights, mix_batch, sample_lambda
+from lt_bench.models import build_backbone, build_head
+from lt_bench.optim import build_optimizer, lr_factor
+from lt_bench.schedules import Schedule
+
+# keys of a loss node that configure how it is used rather than the loss formula itself
+LOSS_USAGE_KEYS = ("name", "head", "after_e0")
+
+
+def batch_seed(seed: int, epoch: int, batch_idx: int, rank: int) -> int:
+    """A reproducible seed per (run seed, epoch, step, rank): resumed runs redraw the same numbers."""
+    return ((seed * 1_000_003 + epoch) * 1_000_003 + batch_idx) * 1_009 + rank
+
+
+class LongTailModule(L.LightningModule):
+    def __init__(self, cfg: DictConfig, info: DataInfo) -> None:
+        super().__init__()
+        self.cfg, self.info = cfg, info
+        counts = torch.tensor(info.class_counts, dtype=torch.float32)
+        self.register_buffer("class_counts", counts, persistent=False)
+        self.schedule = Schedule(**params_of(cfg.schedule))
+        self.backbone, self.head = self.build_model()
+        self.loss_before, self.loss_after = self.build_losses()
+        metric_args = dict(
+            num_classes=info.num_classes,
+            class_counts=info.class_counts,
+            many_threshold=cfg.dataset.many_threshold,
+            few_threshold=cfg.dataset.few_threshold,
+            group_by=cfg.dataset.group_by,
+        )
+        self.val_metrics = LongTailMetrics(**metric_args)
+        self.test_metrics = LongTailMetrics(**metric_args)
+        self.class_weights: Tensor | None = None
+        self.test_result: dict[str, Any] | None = None
+        self.val_result: dict[str, Any] | None = None
+
+    # -- construction -------------------------------------------------------------------------------
+    def build_model(self) -> tuple[nn.Module, nn.Module]:
+        info = self.info
+        backbone_params = params_of(self.cfg.backbone)
+        backbone = build_backbone(
+            self.cfg.backbone.name, in_channels=info.in_channels, **self._with_image_size(backbone_params)
+        )
+        head = build_head(self.cfg.loss.get("head", "linear"), backbone.out_dim, info.num_classes)
+        return backbone, head
+
+    def _with_image_size(self, params: dict) -> dict:
+        if self.cfg.backbone.name == "convnet":
+            params.setdefault("image_size", self.info.image_size)
+        return params
+
+    def build_losses(self) -> tuple[LogitLoss, LogitLoss]:
+        """The loss before ``schedule.e0`` and from it on (``loss.after_e0`` overrides, e.g. GA, TLA)."""
+        name = self.cfg.loss.name
+        params = params_of(self.cfg.loss, drop=LOSS_USAGE_KEYS)
+        before = build_loss(name, self.info.class_counts, **params)
+        switch = params_of(self.cfg.loss.get("after_e0") or {}, drop=())
+        after = build_loss(name, self.info.class_counts, **{**params, **switch}) if switch else before
+        return before, after
+
+    # -- schedule ----------------------------------------------------------------------------------
+    def loss_at(self, epoch: int) -> LogitLoss:
+        return self.loss_after if epoch >= self.schedule.e0 else self.loss_before
+
+    @property
+    def loss_fn(self) -> LogitLoss:
+        return self.loss_at(self.current_epoch)
+
+    def on_train_epoch_start(self) -> None:
+        epoch = self.current_epoch
+        weights = self.schedule.class_weights(epoch, self.info.class_counts)
+        self.class_weights = None if weights is None else weights.to(self.device)
+        optimizer = self.optimizers()
+        optimizer = getattr(optimizer, "optimizer", optimizer)
+        if self.cfg.optimizer.name == "sam" and self.cfg.optimizer.rho_after is not None:
+            optimizer.rho = self.cfg.optimizer.rho_after if epoch >= self.schedule.e0 else self.cfg.optimizer.rho
+        values = {f"schedule/{k}": float(v) for k, v in self.schedule.values(epoch, self.info.class_counts).items()}
+        self.log_dict(values, on_step=False, on_epoch=True, sync_dist=False)
+        self.on_stage(epoch)
+
+    def on_stage(self, epoch: int) -> None:
+        """Hook for methods whose procedure changes with the epoch (freezing, re-initialising)."""
+
+    # -- training ----------------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.backbone(x))
+
+    def training_loss(self, x: Tensor, y: Tensor, batch_idx: int) -> Tensor:
+        epoch, loss_fn, weights = self.current_epoch, self.loss_fn, self.class_weights
+        if self.schedule.mixing == "none":
+            return loss_fn(self(x), y, weights)
+        generator = torch.Generator().manual_seed(batch_seed(self.cfg.seed, epoch, batch_idx, self.global_rank))
+        lam = sample_lambda(self.schedule.mix_alpha, generator)
+        perm = torch.randperm(len(y), generator=generator).to(y.device)
+        mixed, y_a, y_b = mix_batch(x, y, lam, perm)
+        w_a = label_weights(
+            lam,
+            self.class_counts[y_a],
+            self.class_counts[y_b],
+            self.schedule.kappa,
+            self.schedule.tau,
+            self.schedule.mix_progress(epoch),
+        )
+        logits = self(mixed)
+        return loss_fn(logits, y_a, weights, w_a) + loss_fn(logits, y_b, weights, 1 - w_a)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        loss = self.training_loss(x, y, batch_idx)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return loss
+
+    # -- evaluation --------------------------------------------------------------------------------
+    def _eval_step(self, batch: tuple[Tensor, Tensor], metrics: LongTailMetrics) -> None:
+        x, y = batch
+        metrics.update(self.loss_fn.predict(self(x)), y)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.test_metrics)
+
+    def _finish(self, metrics: LongTailMetrics, prefix: str) -> dict[str, Any]:
+        result = metrics.compute()  # summed over processes: every sample counted once
+        metrics.reset()
+        scalars = {f"{prefix}/{k}": v for k, v in scalar_metrics(result).items()}
+        self.log_dict(scalars, prog_bar=False, sync_dist=False)
+        return result
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            self.val_metrics.reset()
+            return
+        self.val_result = self._finish(self.val_metrics, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self.test_result = self._finish(self.test_metrics, "test")
+
+    # -- optimisation ------------------------------------------------------------------------------
+    def param_groups(self) -> list[dict]:
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def lr_lambdas(self) -> list:
+        lr, epochs = self.cfg.lr_schedule, self.cfg.trainer.max_epochs
+
+        def factor(epoch: int) -> float:
+            return lr_factor(
+                epoch,
+                lr.name,
+                epochs,
+                warmup_epochs=lr.warmup_epochs,
+                milestones=list(lr.milestones),
+                factors=list(lr.factors),
+                min_factor=lr.min_factor,
+            )
+
+        return [factor]
+
+    def configure_optimizers(self) -> dict:
+        o = self.cfg.optimizer
+        groups = self.param_groups()
+        optimizer = build_optimizer(
+            groups, o.name, o.lr, o.momentum, o.weight_decay, o.nesterov, rho=o.rho
+        )
+        lambdas = self.lr_lambdas()
+        if len(lambdas) == 1 and len(groups) > 1:
+            lambdas = lambdas * len(groups)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,0 +1,133 @@
+"""One run: compose -> fit -> test -> write ``summary.json`` and plots; returns the swept metric."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from omegaconf import DictConfig, OmegaConf
+
+from lt_bench.config import params_of, validate
+from lt_bench.data.datamodule import LongTailDataModule
+from lt_bench.loggers import build_logger
+from lt_bench.methods import build_method
+from lt_bench.outputs import plot_per_class, print_results, write_json
+from lt_bench.schedules import Schedule, plot_schedule
+
+
+def _quiet_lightning() -> None:
+    # Lightning's start-up chatter (GPU/TPU availability, model summary) buries the results table.
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*The number of training batches.*")
+
+
+def run_dir_of(cfg: DictConfig) -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path("outputs/manual")
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[L.Trainer, ModelCheckpoint]:
+    t = cfg.trainer
+    if has_val:
+        checkpoint = ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="best-{epoch:03d}",
+            monitor=t.select_by,
+            mode="min" if t.select_by.endswith("loss") else "max",
+            save_top_k=1,
+            save_last=True,
+        )
+    else:
+        checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True)
+    callbacks: list = [checkpoint]
+    if t.enable_progress_bar:
+        callbacks.append(RichProgressBar(leave=False))
+    kwargs: dict[str, Any] = {}
+    if t.limit_train_batches is not None:
+        kwargs["limit_train_batches"] = t.limit_train_batches
+    trainer = L.Trainer(
+        max_epochs=t.max_epochs,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        precision=t.precision,
+        deterministic=t.deterministic,
+        check_val_every_n_epoch=t.check_val_every_n_epoch,
+        log_every_n_steps=t.log_every_n_steps,
+        enable_progress_bar=t.enable_progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # our samplers slice a global order per rank themselves
+        logger=build_logger(cfg, run_dir),
+        callbacks=callbacks,
+        default_root_dir=str(run_dir),
+        **kwargs,
+    )
+    return trainer, checkpoint
+
+
+def _epoch_of(path: str) -> int | None:
+    if "epoch=" not in path:
+        return None
+    return int(Path(path).stem.split("epoch=")[1].split("-")[0])
+
+
+def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
+    """Train and test one configuration; return the metric a sweeper optimises."""
+    validate(cfg)
+    _quiet_lightning()
+    run_dir = run_dir or run_dir_of(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision("high")
+
+    schedule = Schedule(**params_of(cfg.schedule))
+    datamodule = LongTailDataModule(cfg.dataset, cfg.seed)
+    info = datamodule.prepare()
+    datamodule.sampling_fn = lambda epoch: schedule.class_sampling_probs(epoch, info.class_counts)
+    model = build_method(cfg, info)
+    has_val = datamodule.has_val
+    trainer, checkpoint = build_trainer(cfg, run_dir, has_val)
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    val_last = model.val_result
+    trainer.test(model, datamodule=datamodule, verbose=False)
+    test_last = model.test_result
+    summary: dict[str, Any] = {
+        "class_counts": info.class_counts,
+        "epochs": cfg.trainer.max_epochs,
+        "seed": cfg.seed,
+        "test_last": test_last,
+    }
+    if has_val and checkpoint.best_model_path:
+        trainer.test(model, datamodule=datamodule, ckpt_path=checkpoint.best_model_path, verbose=False)
+        summary.update(
+            test=model.test_result,
+            val=val_last,
+            best_epoch=_epoch_of(checkpoint.best_model_path),
+            best_val=float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+            selected_by=cfg.trainer.select_by,
+        )
+    else:
+        summary.update(test=test_last, best_epoch=cfg.trainer.max_epochs - 1, selected_by="last")
+    summary["config"] = OmegaConf.to_container(cfg, resolve=True)
+
+    if trainer.is_global_zero:
+        write_json(run_dir / "summary.json", summary)
+        plot_per_class(summary["test"], info.class_counts, run_dir / "per_class_accuracy.png")
+        if cfg.schedule.name != "none":
+            plot_schedule(schedule, cfg.trainer.max_epochs, run_dir / "schedule.png")
+        if cfg.print_table:
+            print_results(summary, run_dir)
+    if summary.get("best_val") is not None:
+        return summary["best_val"]
+    return float(summary["test"]["balanced_acc"])

@@ -1,0 +1,51 @@
+"""The command line as a user meets it: runs that work, and bad input that fails clearly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def _summary(run_dir):
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def test_default_run_writes_summary_and_artifacts(run_dir):
+    result = run_cli("print_table=true", run_dir=run_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = _summary(run_dir)
+    test = summary["test"]
+    for key in ("top1", "balanced_acc", "many", "medium", "few", "gmean", "per_class", "n", "confusion"):
+        assert key in test
+    assert test["n"] == 1000  # the balanced held-out split: 100 per class
+    assert sum(map(sum, test["confusion"])) == 1000
+    assert summary["class_counts"][0] == 400 and summary["class_counts"][-1] == 4
+    assert (run_dir / "checkpoints" / "last.ckpt").exists()
+    assert (run_dir / "per_class_accuracy.png").exists()
+    assert (run_dir / "metrics.csv").exists()
+    assert (run_dir / ".hydra" / "config.yaml").exists()
+    assert "balanced_acc" in result.stdout and "gmean" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["loss=nonexistent"], "loss"),
+        (["dataset.imbalance_factor=-5"], "imbalance_factor"),
+        (["dataset=cifar10_lt", "dataset.root=/nonexistent/cifar"], "cifar-10-batches-py"),
+        (["schedule=drw", "schedule.e0=5", "schedule.e1=3"], "schedule.e1"),
+        (["+loss.gama=2"], "gama"),
+        (["dataset.profile=weird"], "dataset.profile"),
+        (["dataset.imbalance_factor=abc"], "imbalance_factor"),
+    ],
+)
+def test_bad_input_fails_with_one_clear_message(args, needle, run_dir):
+    result = run_cli(*args, run_dir=run_dir, timeout=120)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    assert needle in result.stderr
