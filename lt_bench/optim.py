@@ -88,8 +88,15 @@ class SAM(torch.optim.SGD):
         return loss
 
 
-def build_optimizer(param_groups: list[dict], name: str, lr: float, momentum: float, weight_decay: float,
-                    nesterov: bool, rho: float = 0.05) -> torch.optim.Optimizer:
+def build_optimizer(
+    param_groups: list[dict],
+    name: str,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    nesterov: bool,
+    rho: float = 0.05,
+) -> torch.optim.Optimizer:
     kwargs = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
     if name == "sam":
         return SAM(param_groups, rho=rho, **kwargs)

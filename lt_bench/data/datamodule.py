@@ -57,9 +57,10 @@ def _source_kwargs(cfg: DictConfig, seed: int) -> dict:
 class InMemoryLoader:
     """Iterates batches of in-memory tensors; Lightning treats it as a dataloader.
 
-    Training batches are ``(images_uint8, labels, keys)``; ``keys`` identify (epoch, global position)
-    and drive the augmentation's counter-based randomness, so a sample's crop does not depend on the
-    number of processes. Evaluation batches are ``(images_uint8, labels)`` over this rank's shard.
+    Training batches are ``(images_uint8, labels, keys, indices)``; ``keys`` identify (epoch, global
+    position) and drive the augmentation's counter-based randomness, so a sample's crop does not depend
+    on the number of processes; ``indices`` locate the samples in the training set (per-sample weights).
+    Evaluation batches are ``(images_uint8, labels)`` over this rank's shard.
     """
 
     def __init__(
@@ -118,7 +119,7 @@ class InMemoryLoader:
                 keys = rank_slice(keys, self.rank, self.world_size)
                 position += len(batch)
                 idx = mine.to(device, non_blocking=True)
-                yield self.images[idx], self.labels[idx], keys.to(device, non_blocking=True)
+                yield self.images[idx], self.labels[idx], keys.to(device, non_blocking=True), idx
             else:
                 idx = batch.to(device, non_blocking=True)
                 yield self.images[idx], self.labels[idx]
@@ -210,12 +211,14 @@ class LongTailDataModule(L.LightningDataModule):
         return self._eval_loader(self.test_x, self.test_y)
 
     def unaugmented_train_loader(self) -> InMemoryLoader:
-        """The training set in order, without augmentation (feature extraction, e.g. PHASE's MSR)."""
-        return self._eval_loader(self.train_x, self.train_y)
+        """The whole training set in order, unaugmented, on this process alone (not sharded): statistics
+        computed from it (PHASE's MSR weights) are identical on every rank without any gather."""
+        return InMemoryLoader(self.train_x, self.train_y, self.cfg.eval_batch_size, train=False)
 
-    def on_after_batch_transfer(self, batch: tuple[Tensor, ...], dataloader_idx: int) -> tuple[Tensor, Tensor]:
-        if len(batch) == 3:
-            images, labels, keys = batch
-            return self.augment.train(images, keys), labels
+    def on_after_batch_transfer(self, batch: tuple[Tensor, ...], dataloader_idx: int) -> tuple[Tensor, ...]:
+        """Training: ``(augmented images, labels, indices)``; evaluation: ``(normalised images, labels)``."""
+        if len(batch) == 4:
+            images, labels, keys, indices = batch
+            return self.augment.train(images, keys), labels, indices
         images, labels = batch
         return self.augment.eval(images), labels

@@ -7,10 +7,18 @@ from omegaconf import DictConfig
 from lt_bench.data.datamodule import DataInfo
 from lt_bench.errors import ConfigError
 from lt_bench.methods.base import LongTailModule
+from lt_bench.methods.crt import ClassifierRetraining
+from lt_bench.methods.phase import PhaseMethod
 from lt_bench.methods.standard import StandardMethod
 
 METHODS: dict[str, type[LongTailModule]] = {
     "standard": StandardMethod,
+    "crt": ClassifierRetraining,
+    "phase": PhaseMethod,
+    # compositions of a loss and a schedule: the standard module, named for the paper
+    "ppl_cri": StandardMethod,
+    "kps_ga": StandardMethod,
+    "vs_tla_adrw": StandardMethod,
 }
 
 

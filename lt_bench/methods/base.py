@@ -96,8 +96,12 @@ class LongTailModule(L.LightningModule):
         optimizer = self.optimizers()
         optimizer = getattr(optimizer, "optimizer", optimizer)
         if self.cfg.optimizer.name == "sam" and self.cfg.optimizer.rho_after is not None:
-            optimizer.rho = self.cfg.optimizer.rho_after if epoch >= self.schedule.e0 else self.cfg.optimizer.rho
-        values = {f"schedule/{k}": float(v) for k, v in self.schedule.values(epoch, self.info.class_counts).items()}
+            optimizer.rho = (
+                self.cfg.optimizer.rho_after if epoch >= self.schedule.e0 else self.cfg.optimizer.rho
+            )
+        values = {
+            f"schedule/{k}": float(v) for k, v in self.schedule.values(epoch, self.info.class_counts).items()
+        }
         self.log_dict(values, on_step=False, on_epoch=True, sync_dist=False)
         self.on_stage(epoch)
 
@@ -108,11 +112,14 @@ class LongTailModule(L.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.backbone(x))
 
-    def training_loss(self, x: Tensor, y: Tensor, batch_idx: int) -> Tensor:
+    def training_loss(self, x: Tensor, y: Tensor, indices: Tensor, batch_idx: int) -> Tensor:
+        """The loss of one batch; ``indices`` are the samples' positions in the training set."""
         epoch, loss_fn, weights = self.current_epoch, self.loss_fn, self.class_weights
         if self.schedule.mixing == "none":
             return loss_fn(self(x), y, weights)
-        generator = torch.Generator().manual_seed(batch_seed(self.cfg.seed, epoch, batch_idx, self.global_rank))
+        generator = torch.Generator().manual_seed(
+            batch_seed(self.cfg.seed, epoch, batch_idx, self.global_rank)
+        )
         lam = sample_lambda(self.schedule.mix_alpha, generator)
         perm = torch.randperm(len(y), generator=generator).to(y.device)
         mixed, y_a, y_b = mix_batch(x, y, lam, perm)
@@ -127,9 +134,9 @@ class LongTailModule(L.LightningModule):
         logits = self(mixed)
         return loss_fn(logits, y_a, weights, w_a) + loss_fn(logits, y_b, weights, 1 - w_a)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        x, y = batch
-        loss = self.training_loss(x, y, batch_idx)
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        x, y, indices = batch
+        loss = self.training_loss(x, y, indices, batch_idx)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
@@ -183,9 +190,7 @@ class LongTailModule(L.LightningModule):
     def configure_optimizers(self) -> dict:
         o = self.cfg.optimizer
         groups = self.param_groups()
-        optimizer = build_optimizer(
-            groups, o.name, o.lr, o.momentum, o.weight_decay, o.nesterov, rho=o.rho
-        )
+        optimizer = build_optimizer(groups, o.name, o.lr, o.momentum, o.weight_decay, o.nesterov, rho=o.rho)
         lambdas = self.lr_lambdas()
         if len(lambdas) == 1 and len(groups) > 1:
             lambdas = lambdas * len(groups)

@@ -1,0 +1,8 @@
+"""cRT (Kang et al.): classifier re-training — from ``schedule.e0`` a re-initialised head trains on the
+frozen backbone; with ``schedule=drs`` the second stage samples classes uniformly."""
+
+from lt_bench.methods.two_stage import TwoStageModule
+
+
+class ClassifierRetraining(TwoStageModule):
+    reinit_head = True
