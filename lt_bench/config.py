@@ -34,6 +34,9 @@ class DatasetConfig:
     drop_last: bool = False
     crop_padding: int = 4
     flip: bool = True
+    autoaugment: bool = False  # torchvision's CIFAR10 AutoAugment policy, per image, on the batch
+    cutout: int = 0  # side of the square erased per image (16 in the CIFAR recipes); 0 = off
+    color_jitter: float = 0.0  # brightness/contrast/saturation strength; 0 = off
     many_threshold: int = 100
     few_threshold: int = 20
     group_by: str = "threshold"  # threshold | thirds
@@ -70,6 +73,7 @@ class OptimizerConfig:
     nesterov: bool = False
     rho: float = 0.05  # SAM neighbourhood radius before schedule.e0
     rho_after: float | None = None  # SAM radius from schedule.e0 on (None: keep rho)
+    weight_decay_after: float | None = None  # weight decay from schedule.e0 on (None: keep)
 
 
 @dataclass

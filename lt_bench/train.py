@@ -26,6 +26,8 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*The number of training batches.*")
+    warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
@@ -52,7 +54,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[L.Trai
     callbacks: list = [checkpoint]
     if t.enable_progress_bar:
         callbacks.append(RichProgressBar(leave=False))
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {} if has_val else {"limit_val_batches": 0}
     if t.limit_train_batches is not None:
         kwargs["limit_train_batches"] = t.limit_train_batches
     trainer = L.Trainer(

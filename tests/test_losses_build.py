@@ -23,7 +23,13 @@ def test_parameters_and_defaults_follow_the_contract():
     assert loss_parameters("focal") == {"gamma": 1.0, "detach": False}
     assert loss_parameters("ldam") == {"max_m": 0.5, "s": 30.0}
     assert loss_parameters("la") == {"tau": 1.0}
-    assert loss_parameters("cri") == {"gamma": 1.0, "max_m": 0.1, "s": 30.0, "T": 0.01, "sigma": "decreasing"}
+    assert loss_parameters("cri") == {
+        "gamma": 1.0,
+        "max_m": 0.1,
+        "s": 30.0,
+        "T": 1e-50,
+        "sigma": "decreasing",
+    }
     assert loss_parameters("kps") == {"m_max": 0.5, "s": 15.0, "n_base": 50.0, "ga": False, "s_max": 50.0}
     assert loss_parameters("vs") == {"gamma": 0.2, "tau": 1.0, "multiplicative": True}
     assert loss_parameters("asl") == {"gamma_pos": 0.0, "gamma_neg": 4.0, "eps": 0.1}

@@ -137,3 +137,11 @@ def test_kps_value_with_ga_scales_by_the_target_class():
     s0 = 15 * R  # clamp(15 * m'_0, 15, 50) = 23.83 for the rare class
     approx(loss(KPS_COS, y(0)), ce([s0 * (0.3 - 0.5), s0 * R * 0.6], 0))
     approx(loss(KPS_COS, y(1)), ce([15 * 0.3, 15 * (R * 0.6 - 0.5 / R)], 1))  # m'_1 = 1 -> s = 15
+
+
+def test_cri_gradient_stays_finite_with_a_tiny_threshold():
+    # p_y / T overflows float32 for T = 1e-50; the unused branch must not poison the gradient with NaN
+    logits = torch.tensor([[0.9, -0.2, 0.1], [-0.5, 0.8, 0.3]], requires_grad=True)
+    loss = build_loss("cri", [100, 10, 1], T=1e-50, sigma="decreasing")
+    loss(logits, torch.tensor([0, 2]), class_weights=torch.tensor([0.1, 1.0, 10.0])).backward()
+    assert torch.isfinite(logits.grad).all()

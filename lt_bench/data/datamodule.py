@@ -83,6 +83,8 @@ class InMemoryLoader:
         self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
         self.epoch = 0
 
+    batch_sampler = None  # Lightning inspects these two attributes of anything it treats as a dataloader
+
     # Lightning calls ``loader.sampler.set_epoch(epoch)`` at the start of every epoch.
     @property
     def sampler(self) -> InMemoryLoader:
@@ -204,8 +206,10 @@ class LongTailDataModule(L.LightningDataModule):
         rank, world = self._ranks()
         return InMemoryLoader(x, y, self.cfg.eval_batch_size, train=False, rank=rank, world_size=world)
 
-    def val_dataloader(self) -> InMemoryLoader | list:
-        return self._eval_loader(self.val_x, self.val_y) if self.val_y is not None else []
+    def val_dataloader(self) -> InMemoryLoader:
+        if self.val_y is None:  # the trainer runs no validation then (limit_val_batches=0)
+            return self._eval_loader(self.test_x[:0], self.test_y[:0])
+        return self._eval_loader(self.val_x, self.val_y)
 
     def test_dataloader(self) -> InMemoryLoader:
         return self._eval_loader(self.test_x, self.test_y)

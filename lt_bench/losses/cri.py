@@ -37,7 +37,10 @@ def cri_per_sample(ldam_loss: Tensor, gamma: float, T: float, sigma: str) -> Ten
     elif sigma == "fixed":
         replacement = torch.full_like(ldam_loss, c)
     else:
-        replacement = (p / T) * c
+        # p is zeroed outside the outlier branch: p / T overflows for tiny T, and torch.where would
+        # turn that unused branch's inf gradient into NaN
+        outlier_p = torch.where(p < T, p, torch.zeros_like(p))
+        replacement = (outlier_p / T) * c
     return torch.where(p < T, replacement, modulated)
 
 
@@ -54,7 +57,7 @@ class CRILoss(LogitLoss):
         "gamma": Real(1.0, low=0.0),
         "max_m": Real(0.1, low=0.0),
         "s": Real(30.0, low=0.0, open_low=True),
-        "T": Real(0.01, low=0.0, high=1.0, open_low=True, open_high=True),
+        "T": Real(1e-50, low=0.0, high=1.0, open_low=True, open_high=True),
         "sigma": Choice("decreasing", SIGMA_FORMS),
     }
 
@@ -65,7 +68,7 @@ class CRILoss(LogitLoss):
         gamma: float = 1.0,
         max_m: float = 0.1,
         s: float = 30.0,
-        T: float = 0.01,
+        T: float = 1e-50,
         sigma: str = "decreasing",
     ) -> None:
         super().__init__()

@@ -77,7 +77,8 @@ class LongTailModule(L.LightningModule):
         name = self.cfg.loss.name
         params = params_of(self.cfg.loss, drop=LOSS_USAGE_KEYS)
         before = build_loss(name, self.info.class_counts, **params)
-        switch = params_of(self.cfg.loss.get("after_e0") or {}, drop=())
+        after_e0 = self.cfg.loss.get("after_e0")
+        switch = params_of(after_e0, drop=()) if after_e0 else {}
         after = build_loss(name, self.info.class_counts, **{**params, **switch}) if switch else before
         return before, after
 
@@ -93,17 +94,25 @@ class LongTailModule(L.LightningModule):
         epoch = self.current_epoch
         weights = self.schedule.class_weights(epoch, self.info.class_counts)
         self.class_weights = None if weights is None else weights.to(self.device)
-        optimizer = self.optimizers()
-        optimizer = getattr(optimizer, "optimizer", optimizer)
-        if self.cfg.optimizer.name == "sam" and self.cfg.optimizer.rho_after is not None:
-            optimizer.rho = (
-                self.cfg.optimizer.rho_after if epoch >= self.schedule.e0 else self.cfg.optimizer.rho
-            )
+        self._apply_phase_to_optimizer(epoch)
         values = {
             f"schedule/{k}": float(v) for k, v in self.schedule.values(epoch, self.info.class_counts).items()
         }
         self.log_dict(values, on_step=False, on_epoch=True, sync_dist=False)
         self.on_stage(epoch)
+
+    def _apply_phase_to_optimizer(self, epoch: int) -> None:
+        """SAM's rho and the weight decay may take another value from ``schedule.e0`` on."""
+        o = self.cfg.optimizer
+        optimizer = self.optimizers()
+        optimizer = getattr(optimizer, "optimizer", optimizer)
+        late = epoch >= self.schedule.e0
+        if o.name == "sam" and o.rho_after is not None:
+            optimizer.rho = o.rho_after if late else o.rho
+        if o.weight_decay_after is not None:
+            for group in optimizer.param_groups:
+                if group.get("decay_follows_phase", True):
+                    group["weight_decay"] = o.weight_decay_after if late else o.weight_decay
 
     def on_stage(self, epoch: int) -> None:
         """Hook for methods whose procedure changes with the epoch (freezing, re-initialising)."""

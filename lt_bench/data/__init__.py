@@ -1,0 +1,1 @@
+"""Data: class-count profiles, sources, DDP-aware samplers, batched augmentation and the datamodule."""

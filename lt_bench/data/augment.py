@@ -1,0 +1,173 @@
+"""Batched augmentation of uint8 image tensors, on whatever device they live on.
+
+No PIL and no per-image Python loop: a whole batch is padded, cropped and flipped with one gather.
+
+Randomness is counter-based. Each training sample arrives with an int64 ``key`` that identifies it
+(the loader uses ``epoch * N + global position in the epoch``); its crop offsets and flip are an
+integer hash of ``(seed, key)`` computed on the tensor's device. A sample therefore gets the same
+augmentation however many processes share the batch and whether or not the run was resumed, and no
+random-generator state needs saving.
+
+The hash is Chris Wellons' ``lowbias32`` 32-bit avalanche function, evaluated in int64 with every
+product split into 16-bit halves, so no intermediate ever exceeds 2**63 (signed overflow is not
+something to rely on across devices).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+_M32 = 0xFFFFFFFF
+_MUL_1 = 0x7FEB352D
+_MUL_2 = 0x846CA68B
+# Streams: independent random numbers drawn from one key.
+STREAM_CROP_Y = 0
+STREAM_CROP_X = 1
+STREAM_FLIP = 2
+
+
+def _mul32_tensor(x: Tensor, m: int) -> Tensor:
+    """``(x * m) mod 2**32`` for x in [0, 2**32): two partial products of at most 48 bits each."""
+    lo, hi = m & 0xFFFF, m >> 16
+    return (x * lo + (((x * hi) & 0xFFFF) << 16)) & _M32
+
+
+def _hash32_tensor(x: Tensor) -> Tensor:
+    x = x ^ (x >> 16)
+    x = _mul32_tensor(x, _MUL_1)
+    x = x ^ (x >> 15)
+    x = _mul32_tensor(x, _MUL_2)
+    return x ^ (x >> 16)
+
+
+def _hash32_int(x: int) -> int:
+    """The same function on a Python int (for the constants derived from seed and stream)."""
+    x &= _M32
+    x ^= x >> 16
+    x = (x * _MUL_1) & _M32
+    x ^= x >> 15
+    x = (x * _MUL_2) & _M32
+    return x ^ (x >> 16)
+
+
+def _salts(seed: int, stream: int) -> tuple[int, int]:
+    """Two 32-bit constants that depend on all 64 bits of the seed and on the stream."""
+    s = _hash32_int(_hash32_int(seed & _M32) ^ ((seed >> 32) & _M32))
+    s = _hash32_int(s ^ (stream & _M32))
+    return s, _hash32_int(s ^ 0x68E31DA4)
+
+
+def hash_bits(keys: Tensor, seed: int, stream: int) -> Tensor:
+    """32 random-looking bits per key, as int64 in [0, 2**32), on ``keys``' device.
+
+    A pure function of ``(key, seed, stream)``: both 32-bit halves of the key are mixed in, and for
+    a fixed seed and stream distinct keys below 2**32 give distinct outputs (the hash is a bijection).
+    """
+    keys = keys.long()
+    salt_a, salt_b = _salts(seed, stream)
+    high = _hash32_tensor(((keys >> 32) & _M32) ^ salt_a)
+    return _hash32_tensor(_hash32_tensor((keys & _M32) ^ high) ^ salt_b)
+
+
+def hash_uniform(keys: Tensor, seed: int, stream: int) -> Tensor:
+    """One float32 per key, uniform on the 2**24 multiples of 2**-24 in [0, 1) (1.0 is never reached)."""
+    return (hash_bits(keys, seed, stream) >> 8).float() * (2.0**-24)
+
+
+def _check_batch(images: Tensor, keys: Tensor | None = None) -> None:
+    if images.dim() != 4:
+        raise ValueError(f"images must be [B, C, H, W], got shape {tuple(images.shape)}")
+    if keys is not None and keys.shape != (images.shape[0],):
+        raise ValueError(f"keys must have shape [B] = [{images.shape[0]}], got {tuple(keys.shape)}")
+
+
+def random_crop_flip(images: Tensor, keys: Tensor, seed: int, padding: int, flip: bool) -> Tensor:
+    """Zero-pad by ``padding``, crop back to ``H x W`` and (if ``flip``) mirror horizontally.
+
+    For the sample with key k: offsets ``dy, dx`` are uniform on ``{0, ..., 2 * padding}`` (each
+    reachable), and with probability 1/2 the crop is flipped left-right, i.e. the result is
+    ``pad(x)[:, dy:dy + H, dx:dx + W]`` flipped or not. Returns a tensor of ``images``' dtype and shape
+    on its device; ``padding == 0`` with ``flip=False`` returns the images unchanged.
+    """
+    _check_batch(images, keys)
+    if padding < 0:
+        raise ValueError(f"padding={padding} must be >= 0")
+    b, c, h, w = images.shape
+    device = images.device
+    keys = keys.to(device)
+    if padding > 0:
+        padded = images.new_zeros(b, c, h + 2 * padding, w + 2 * padding)
+        padded[:, :, padding : padding + h, padding : padding + w] = images
+        span = 2 * padding + 1
+        # (bits * span) >> 32 maps 32 uniform bits onto {0, ..., span - 1} without float rounding
+        dy = (hash_bits(keys, seed, STREAM_CROP_Y) * span) >> 32
+        dx = (hash_bits(keys, seed, STREAM_CROP_X) * span) >> 32
+    else:
+        padded = images
+        dy = dx = torch.zeros(b, dtype=torch.long, device=device)
+    hp, wp = padded.shape[-2:]
+    rows = dy[:, None] + torch.arange(h, device=device)  # [B, H]
+    cols = torch.arange(w, device=device).expand(b, w)
+    if flip:
+        flipped = (hash_bits(keys, seed, STREAM_FLIP) >> 31).bool()
+        cols = torch.where(flipped[:, None], (w - 1) - cols, cols)
+    cols = dx[:, None] + cols  # [B, W]
+    # One gather over the flattened padded planes; the index is shared by all channels.
+    flat_index = (rows[:, :, None] * wp + cols[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
+    return padded.reshape(b, c, hp * wp).gather(2, flat_index).reshape(b, c, h, w)
+
+
+def _stats(values: Sequence[float], channels: int, device: torch.device, name: str) -> Tensor:
+    if len(values) != channels:
+        raise ValueError(f"{name} has {len(values)} entries for {channels}-channel images")
+    return torch.tensor(list(values), dtype=torch.float32, device=device).view(1, channels, 1, 1)
+
+
+def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """float32 ``(x / 255 - mean) / std`` per channel, for uint8 ``[B, C, H, W]`` images."""
+    _check_batch(images)
+    c = images.shape[1]
+    m = _stats(mean, c, images.device, "mean")
+    s = _stats(std, c, images.device, "std")
+    return (images.float() / 255.0 - m) / s
+
+
+@dataclass
+class BatchAugment:
+    """The training and evaluation transforms of one dataset.
+
+    ``train(images, keys)``: random crop with zero padding, optional horizontal flip, normalisation.
+    ``eval(images)``: normalisation only.
+    """
+
+    padding: int
+    flip: bool
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    seed: int
+    # per-device statistics tensors, built once: a host-to-device copy per batch would stall the GPU
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def _normalize(self, images: Tensor) -> Tensor:
+        _check_batch(images)
+        key = (images.device, images.shape[1])
+        if key not in self._cache:
+            c = images.shape[1]
+            self._cache[key] = (
+                _stats(self.mean, c, images.device, "mean"),
+                _stats(self.std, c, images.device, "std"),
+            )
+        m, s = self._cache[key]
+        return (images.float() / 255.0 - m) / s
+
+    def train(self, images: Tensor, keys: Tensor) -> Tensor:
+        """Augmented, normalised float32 training batch; the same keys always give the same result."""
+        return self._normalize(random_crop_flip(images, keys, self.seed, self.padding, self.flip))
+
+    def eval(self, images: Tensor) -> Tensor:
+        """Normalised float32 evaluation batch."""
+        return self._normalize(images)

