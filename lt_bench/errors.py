@@ -11,3 +11,7 @@ class ConfigError(LtBenchError):
 
 class DataError(LtBenchError):
     """A dataset file is missing or malformed."""
+
+
+class TrainingDiverged(LtBenchError):
+    """The training loss became non-finite."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,7 @@ def _epoch_of(path: str) -> int | None:
 
 def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
     """Train and test one configuration; return the metric a sweeper optimises."""
+    started_at = time.time()
     validate(cfg)
     _quiet_lightning()
     run_dir = run_dir or run_dir_of(cfg)
@@ -122,6 +124,7 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
     else:
         summary.update(test=test_last, best_epoch=cfg.trainer.max_epochs - 1, selected_by="last")
     summary["config"] = OmegaConf.to_container(cfg, resolve=True)
+    summary.update(started_at=started_at, finished_at=time.time())
 
     if trainer.is_global_zero:
         write_json(run_dir / "summary.json", summary)

@@ -9,6 +9,7 @@ narrow hooks: :meth:`param_groups`, :meth:`lr_lambdas`, :meth:`training_loss`, :
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 
 from lt_bench.config import params_of
 from lt_bench.data.datamodule import DataInfo
+from lt_bench.errors import TrainingDiverged
 from lt_bench.losses import build_loss
 from lt_bench.losses.base import LogitLoss
 from lt_bench.metrics import LongTailMetrics, scalar_metrics
@@ -146,8 +148,19 @@ class LongTailModule(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         x, y, indices = batch
         loss = self.training_loss(x, y, indices, batch_idx)
+        if not torch.isfinite(loss.detach()):
+            self._diverged(loss, batch_idx)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
+
+    def _diverged(self, loss: Tensor, batch_idx: int) -> None:
+        last = Path(self.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+        kept = f"the last good checkpoint stays in {last}" if last.exists() else "no checkpoint was written yet"
+        values = self.schedule.values(self.current_epoch, self.info.class_counts)
+        raise TrainingDiverged(
+            f"the {self.cfg.loss.name} loss became {loss.item()} at epoch {self.current_epoch}, step {batch_idx} "
+            f"(schedule values {values}); {kept}. Lower optimizer.lr or check the loss parameters."
+        )
 
     # -- evaluation --------------------------------------------------------------------------------
     def _eval_step(self, batch: tuple[Tensor, Tensor], metrics: LongTailMetrics) -> None:
