@@ -35,6 +35,7 @@ class DatasetConfig:
     crop_padding: int = 4
     flip: bool = True
     autoaugment: bool = False  # torchvision's CIFAR10 AutoAugment policy, per image, on the batch
+    randaugment: bool = False  # torchvision's RandAugment (the VS+TLA+ADRW authors' --randaug)
     cutout: int = 0  # side of the square erased per image (16 in the CIFAR recipes); 0 = off
     color_jitter: float = 0.0  # brightness/contrast/saturation strength; 0 = off
     many_threshold: int = 100

@@ -25,10 +25,10 @@ FAST = [
 ]
 
 
-def make_config(*overrides: str) -> DictConfig:
+def make_config(*overrides: str, fast: bool = True) -> DictConfig:
     register()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=[*FAST, *overrides])
+        return compose(config_name="config", overrides=[*(FAST if fast else []), *overrides])
 
 
 def run_cli(*args: str, run_dir: Path, timeout: float = 300, env: dict | None = None):

@@ -137,3 +137,38 @@ def test_batch_augment_composes_the_pieces():
     assert torch.equal(aug.train(images, keys), expected)
     assert torch.equal(aug.train(images, keys), expected)  # cached statistics give the same result
     assert torch.equal(aug.eval(images), normalize(images, aug.mean, aug.std))
+
+
+def test_cutout_zeroes_one_clipped_square_per_image():
+    from lt_bench.data.augment import cutout
+
+    images = torch.ones(64, 3, 8, 8)
+    out = cutout(images, torch.arange(64), seed=0, size=4)
+    zeroed = (out == 0).all(1)  # [B, H, W]: same square in every channel
+    per_image = zeroed.flatten(1).sum(1)
+    assert (per_image >= 4).all() and (per_image <= 16).all()  # a 4x4 square, clipped at a border
+    assert (per_image == 16).any() and (per_image < 16).any()
+    rows = zeroed.any(2)
+    assert all(int(r.nonzero().max() - r.nonzero().min()) + 1 <= 4 for r in rows)
+
+
+def test_policy_augmentation_keeps_shape_and_dtype():
+    from lt_bench.data.augment import BatchAugment
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    aug = BatchAugment(
+        padding=0,
+        flip=False,
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        seed=0,
+        autoaugment=True,
+        color_jitter=0.4,
+        cutout=8,
+    )
+    out = aug.train(images.clone(), torch.arange(16))
+    assert out.shape == (16, 3, 32, 32) and out.dtype == torch.float32
+    plain = aug.eval(images)
+    changed = (out != plain).flatten(1).any(1)
+    assert changed.all()

@@ -53,7 +53,9 @@ def test_bad_input_fails_with_one_clear_message(args, needle, run_dir):
 
 def test_non_finite_loss_stops_with_a_message_naming_epoch_and_step(run_dir):
     # an absurd learning rate makes the loss overflow within the first steps
-    result = run_cli("trainer.max_epochs=3", "optimizer.lr=1e30", "lr_schedule.warmup_epochs=0", run_dir=run_dir)
+    result = run_cli(
+        "trainer.max_epochs=3", "optimizer.lr=1e30", "lr_schedule.warmup_epochs=0", run_dir=run_dir
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert "epoch" in result.stderr and "step" in result.stderr

@@ -50,7 +50,7 @@ def test_heads_follow_their_formulas():
     expected = F.normalize(f, dim=1) @ F.normalize(cos.weight, dim=0)
     assert torch.allclose(cos(f), expected) and cos(f).abs().max() <= 1 + 1e-6
     proto = build_head("prototype", 8, 3)
-    assert torch.allclose(proto(f), -torch.cdist(f, proto.centres) ** 2, atol=1e-4)
+    assert torch.allclose(proto(f), -(torch.cdist(f, proto.centres) ** 2), atol=1e-4)
     assert torch.allclose(proto.radius_sq, torch.full((3,), 0.01))
     assert build_head("linear", 8, 3)(f).shape == (5, 3)
 

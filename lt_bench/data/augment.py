@@ -149,6 +149,10 @@ class BatchAugment:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     seed: int
+    autoaugment: bool = False
+    randaugment: bool = False
+    color_jitter: float = 0.0
+    cutout: int = 0
     # per-device statistics tensors, built once: a host-to-device copy per batch would stall the GPU
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -166,8 +170,53 @@ class BatchAugment:
 
     def train(self, images: Tensor, keys: Tensor) -> Tensor:
         """Augmented, normalised float32 training batch; the same keys always give the same result."""
-        return self._normalize(random_crop_flip(images, keys, self.seed, self.padding, self.flip))
+        images = random_crop_flip(images, keys, self.seed, self.padding, self.flip)
+        policy = self._policy()
+        if policy is not None:
+            images = apply_per_image(images, policy)
+        out = self._normalize(images)
+        return cutout(out, keys, self.seed, self.cutout) if self.cutout > 0 else out
+
+    def _policy(self):
+        """torchvision v2 transforms on uint8 tensors, built once (None when none is configured)."""
+        if "policy" not in self._cache:
+            self._cache["policy"] = build_policy(self.autoaugment, self.randaugment, self.color_jitter)
+        return self._cache["policy"]
 
     def eval(self, images: Tensor) -> Tensor:
         """Normalised float32 evaluation batch."""
         return self._normalize(images)
+
+
+def build_policy(autoaugment: bool, randaugment: bool, color_jitter: float):
+    """Colour jitter then AutoAugment (CIFAR-10 policy) or RandAugment, as torchvision v2 transforms."""
+    from torchvision.transforms import v2
+
+    steps = []
+    if color_jitter > 0:
+        steps.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
+    if autoaugment:
+        steps.append(v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10))
+    if randaugment:
+        steps.append(v2.RandAugment())
+    return v2.Compose(steps) if steps else None
+
+
+def apply_per_image(images: Tensor, policy) -> Tensor:
+    """Each image draws its own policy (v2 transforms draw one for a whole batch tensor). These policies
+    use torch's global generator, seeded by ``seed``, rather than the counter-based keys."""
+    return torch.stack([policy(image) for image in images])
+
+
+def cutout(images: Tensor, keys: Tensor, seed: int, size: int) -> Tensor:
+    """Cutout (DeVries & Taylor): zero a size x size square, centred uniformly over the image and clipped
+    at its borders, in every normalised image — vectorised, randomness from the keys."""
+    _, _, h, w = images.shape
+    cy = (hash_uniform(keys, seed, 11) * h).long()
+    cx = (hash_uniform(keys, seed, 12) * w).long()
+    rows = torch.arange(h, device=images.device)[None, :]
+    cols = torch.arange(w, device=images.device)[None, :]
+    inside_r = (rows >= (cy - size // 2)[:, None]) & (rows < (cy - size // 2 + size)[:, None])
+    inside_c = (cols >= (cx - size // 2)[:, None]) & (cols < (cx - size // 2 + size)[:, None])
+    mask = inside_r[:, None, :, None] & inside_c[:, None, None, :]
+    return images.masked_fill(mask, 0.0)

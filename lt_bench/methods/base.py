@@ -155,7 +155,9 @@ class LongTailModule(L.LightningModule):
 
     def _diverged(self, loss: Tensor, batch_idx: int) -> None:
         last = Path(self.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
-        kept = f"the last good checkpoint stays in {last}" if last.exists() else "no checkpoint was written yet"
+        kept = (
+            f"the last good checkpoint stays in {last}" if last.exists() else "no checkpoint was written yet"
+        )
         values = self.schedule.values(self.current_epoch, self.info.class_counts)
         raise TrainingDiverged(
             f"the {self.cfg.loss.name} loss became {loss.item()} at epoch {self.current_epoch}, step {batch_idx} "
