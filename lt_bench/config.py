@@ -41,11 +41,15 @@ class DatasetConfig:
     many_threshold: int = 100
     few_threshold: int = 20
     group_by: str = "threshold"  # threshold | thirds
-    # synthetic source only
+    # synthetic source only (image_size is also the crop size of the file-based datasets)
     num_classes: int = 10
     per_class: int = 100
     image_size: int = 16
     channels: int = 3
+    # file-based datasets (imagenet_lt, inat2018)
+    split_dir: str | None = None  # folder holding the split lists (default: dataset.root)
+    num_workers: int = 4  # DataLoader worker processes
+    use_val_list: bool = False  # imagenet_lt: ImageNet_LT_val.txt as the validation split
 
 
 @dataclass

@@ -1,25 +1,197 @@
-"""``logger=csv|tensorboard|wandb``. W&B never prompts or waits on a network: without credentials it
-writes an offline run that ``wandb sync`` uploads later."""
+"""``logger=csv|tensorboard|wandb``, and what a finished run adds to W&B.
+
+W&B never prompts and never waits on a network it cannot reach: without an API key (or with the server
+unreachable) the run is written offline under ``<run dir>/wandb`` and one line says how to upload it
+(``wandb sync``). In a multirun every job is its own W&B run, grouped by the sweep directory's name and
+named by its overrides; :func:`log_final` logs the per-class accuracy and the confusion matrix and
+finishes the run, so the next job of the same process starts a new one.
+"""
 
 from __future__ import annotations
 
+import math
+import netrc
 import os
+import socket
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
 
 from lt_bench.errors import ConfigError
 
 LOGGER_NAMES = ("csv", "tensorboard", "wandb")
+WANDB_MODES = ("online", "offline", "disabled")
+DEFAULT_WANDB_URL = "https://api.wandb.ai"
+# The confusion-matrix chart holds C x C cells: past this it is unreadable and the upload is large, so only
+# the per-class table is logged (ImageNet-LT has 1,000 classes, iNaturalist 8,142).
+CONFUSION_MAX_CLASSES = 100
+SCALAR_KEYS = ("top1", "balanced_acc", "many", "medium", "few", "gmean")
 
 
-def _wandb_mode(requested: str | None) -> str:
-    if requested:
-        return requested
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
-    has_key = bool(os.environ.get("WANDB_API_KEY")) or Path("~/.netrc").expanduser().exists()
-    return "online" if has_key else "offline"
+# -- choosing the mode ---------------------------------------------------------------------------------
+def wandb_host(env: Mapping[str, str]) -> tuple[str, int]:
+    """Host and port of the W&B server (``WANDB_BASE_URL`` for a self-hosted one)."""
+    url = urlparse(env.get("WANDB_BASE_URL") or DEFAULT_WANDB_URL)
+    port = url.port or (80 if url.scheme == "http" else 443)
+    return url.hostname or "api.wandb.ai", port
+
+
+def has_credentials(env: Mapping[str, str], home: Path) -> bool:
+    """An API key in the environment, or a netrc entry for the W&B host (where ``wandb login`` writes it)."""
+    if env.get("WANDB_API_KEY"):
+        return True
+    path = Path(env["NETRC"]) if env.get("NETRC") else home / ".netrc"
+    try:
+        return netrc.netrc(str(path)).authenticators(wandb_host(env)[0]) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def server_reachable(host: str, port: int, timeout: float = 2.0) -> bool:
+    """Whether a TCP connection opens within ``timeout`` seconds (bounded, unlike W&B's own retries)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def choose_wandb_mode(
+    requested: str | None,
+    env: Mapping[str, str],
+    credentials: bool,
+    reachable: Callable[[], bool],
+) -> tuple[str, str]:
+    """``(mode, reason)``: ``logger.mode`` wins, then ``WANDB_MODE``; otherwise online only with credentials
+    and a reachable server. Online without credentials would make wandb prompt for a key, so it never is."""
+    for source, mode in (("logger.mode", requested), ("WANDB_MODE", env.get("WANDB_MODE"))):
+        if not mode:
+            continue
+        mode = {"dryrun": "offline", "run": "online"}.get(mode, mode)  # wandb's legacy spellings
+        if mode not in WANDB_MODES:
+            raise ConfigError(f"{source}={mode!r} is not a W&B mode; choose one of: {', '.join(WANDB_MODES)}")
+        if mode == "online" and not credentials:
+            return "offline", f"{source}=online but no W&B API key (run `wandb login` or set WANDB_API_KEY)"
+        return mode, f"{source}={mode}"
+    if not credentials:
+        return "offline", "no W&B API key"
+    if not reachable():
+        return "offline", "W&B server not reachable"
+    return "online", "API key found and server reachable"
+
+
+# -- what identifies a run -----------------------------------------------------------------------------
+def flatten_config(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config -> ``{"loss.gamma": 0.2, ...}``: W&B's run table filters and groups by flat keys."""
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_config(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def sweep_group(sweep_dir: str | Path) -> str:
+    """The W&B group of a multirun: the sweep directory's name, with its date folder when the name is only a
+    time (Hydra's default ``multirun/DATE/TIME`` would otherwise collide across days)."""
+    path = Path(sweep_dir)
+    name = path.name or str(path)
+    looks_like_time = len(name) == 8 and name.replace("-", "").isdigit()
+    return f"{path.parent.name}_{name}" if looks_like_time and path.parent.name else name
+
+
+def run_identity(cfg: DictConfig) -> tuple[str | None, str | None]:
+    """``(group, name)`` for W&B: ``logger.group`` if set; in a multirun the sweep's group and the job's
+    overrides as its name (e.g. ``loss=la,seed=1``); W&B's own choice otherwise."""
+    group = cfg.logger.get("group")
+    name = None
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.initialized():
+            hydra_cfg = HydraConfig.get()
+            if hydra_cfg.mode == RunMode.MULTIRUN:
+                group = group or sweep_group(hydra_cfg.sweep.dir)
+                name = hydra_cfg.job.override_dirname or None
+    except (ImportError, ValueError):  # outside Hydra (a user's own script): no sweep to group by
+        pass
+    return group, name
+
+
+def run_tags(cfg: DictConfig) -> list[str]:
+    """Tags to filter the dashboard by what a run composed, plus ``logger.tags``."""
+    tags = [f"{group}={cfg[group].name}" for group in ("method", "loss", "schedule", "dataset")]
+    return tags + [str(t) for t in (cfg.logger.get("tags") or [])]
+
+
+# -- building ------------------------------------------------------------------------------------------
+def _is_rank_zero() -> bool:
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def _writable_home_or_redirect(run_dir: Path) -> None:
+    """wandb keeps settings and a cache under HOME; where HOME is read-only, keep them in the run dir."""
+    home = Path.home()
+    if os.access(home, os.W_OK):
+        return
+    for var, sub in (
+        ("WANDB_CONFIG_DIR", "config"),
+        ("WANDB_CACHE_DIR", "cache"),
+        ("WANDB_DATA_DIR", "data"),
+    ):
+        os.environ.setdefault(var, str(run_dir / "wandb" / f".{sub}"))
+
+
+def build_wandb_logger(cfg: DictConfig, run_dir: Path):
+    import wandb
+    from lightning.pytorch.loggers import WandbLogger
+
+    env = os.environ
+    mode, reason = choose_wandb_mode(
+        cfg.logger.get("mode"),
+        env,
+        has_credentials(env, Path.home()),
+        lambda: server_reachable(*wandb_host(env)),
+    )
+    os.environ.setdefault("WANDB_SILENT", "true")
+    _writable_home_or_redirect(run_dir)
+    if wandb.run is not None:
+        # a previous job of this process (basic/joblib launcher) ended without finishing its run:
+        # Lightning would silently reuse it for this job
+        wandb.finish(exit_code=1)
+    group, name = run_identity(cfg)
+    config = flatten_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    config["run_dir"] = str(run_dir)
+    logger = WandbLogger(
+        project=cfg.logger.get("project") or "lt_bench",
+        entity=cfg.logger.get("entity"),
+        group=group,
+        name=name,
+        save_dir=str(run_dir),
+        mode=mode,
+        config=config,
+        tags=run_tags(cfg),
+        job_type=cfg.logger.get("job_type"),
+    )
+    # Lightning always passes anonymous=None, which wandb >= 0.19 answers with a deprecation warning
+    getattr(logger, "_wandb_init", {}).pop("anonymous", None)
+    if mode == "offline" and _is_rank_zero():
+        print(
+            f"wandb: offline ({reason}): the run is saved in {run_dir / 'wandb'}; "
+            f"upload it later with `wandb sync {run_dir / 'wandb'}`",
+            file=sys.stderr,
+            flush=True,
+        )
+    return logger
 
 
 def build_logger(cfg: DictConfig, run_dir: Path):
@@ -31,17 +203,77 @@ def build_logger(cfg: DictConfig, run_dir: Path):
     if name == "tensorboard":
         return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")
     if name == "wandb":
-        from lightning.pytorch.loggers import WandbLogger
-
-        mode = _wandb_mode(cfg.logger.get("mode"))
-        os.environ.setdefault("WANDB_SILENT", "true")
-        logger = WandbLogger(
-            project=cfg.logger.get("project", "lt_bench"),
-            entity=cfg.logger.get("entity"),
-            group=cfg.logger.get("group"),
-            save_dir=str(run_dir),
-            mode=mode,
-            config=OmegaConf.to_container(cfg, resolve=True),
-        )
-        return logger
+        return build_wandb_logger(cfg, run_dir)
     raise ConfigError(f"logger={name!r} is not known; choose one of: {', '.join(LOGGER_NAMES)}")
+
+
+# -- the end of a run ----------------------------------------------------------------------------------
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def per_class_rows(summary: Mapping[str, Any]) -> list[list[Any]]:
+    """``[class, training count, test recall, final-epoch test recall]`` per class."""
+    counts = summary["class_counts"]
+    selected = summary["test"]["per_class"]
+    last = (summary.get("test_last") or summary["test"])["per_class"]
+    return [[j, int(counts[j]), _number(selected[j]), _number(last[j])] for j in range(len(counts))]
+
+
+def confusion_rows(confusion: list[list[int]]) -> list[list[Any]]:
+    """``[actual, predicted, count]`` for every cell, the layout of W&B's confusion-matrix chart."""
+    return [[str(a), str(p), int(n)] for a, row in enumerate(confusion) for p, n in enumerate(row)]
+
+
+def final_scalars(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's headline figures for the W&B run summary (and the runs table's columns)."""
+    scalars: dict[str, Any] = {}
+    for split in ("test", "test_last", "val"):
+        result = summary.get(split)
+        if isinstance(result, Mapping):
+            for key in SCALAR_KEYS:
+                if _number(result.get(key)) is not None:
+                    scalars[f"final/{split}/{key}"] = float(result[key])
+    for key in ("best_epoch", "selected_by", "epochs"):
+        if summary.get(key) is not None:
+            scalars[f"final/{key}"] = summary[key]
+    return scalars
+
+
+def _find_wandb_logger(logger: Any):
+    from lightning.pytorch.loggers import WandbLogger
+
+    candidates = logger if isinstance(logger, list | tuple) else [logger]
+    return next((c for c in candidates if isinstance(c, WandbLogger)), None)
+
+
+def log_final(logger: Any, summary: Mapping[str, Any]) -> None:
+    """Log the per-class accuracy table and the confusion matrix of ``summary["test"]``, then finish the
+    W&B run. Does nothing for other loggers, so ``train`` can call it whatever ``logger=`` is."""
+    wandb_logger = _find_wandb_logger(logger)
+    if wandb_logger is None:
+        return
+    import wandb
+
+    run = wandb_logger.experiment
+    table = wandb.Table(columns=["class", "train_count", "test_recall", "test_last_recall"])
+    for row in per_class_rows(summary):
+        table.add_data(*row)
+    payload: dict[str, Any] = {
+        "final/per_class": table,
+        "final/per_class_accuracy": wandb.plot.bar(
+            table, "class", "test_recall", title="per-class test accuracy (classes by index)"
+        ),
+    }
+    confusion = summary["test"].get("confusion")
+    if confusion and len(confusion) <= CONFUSION_MAX_CLASSES:
+        cells = wandb.Table(columns=["Actual", "Predicted", "nPredictions"], data=confusion_rows(confusion))
+        payload["final/confusion_matrix"] = wandb.plot.plot_table(
+            "wandb/confusion_matrix/v1",
+            cells,
+            {"Actual": "Actual", "Predicted": "Predicted", "nPredictions": "nPredictions"},
+            {"title": "test confusion matrix"},
+        )
+    run.log(payload)
+    run.summary.update(final_scalars(summary))
+    run.finish()

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lt_bench.config import params_of, validate
 from lt_bench.data.datamodule import LongTailDataModule
-from lt_bench.loggers import build_logger
+from lt_bench.loggers import build_logger, log_final
 from lt_bench.methods import build_method
 from lt_bench.outputs import plot_per_class, print_results, write_json
 from lt_bench.schedules import Schedule, plot_schedule
@@ -133,6 +133,7 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
             plot_schedule(schedule, cfg.trainer.max_epochs, run_dir / "schedule.png")
         if cfg.print_table:
             print_results(summary, run_dir)
+        log_final(trainer.logger, summary)
     if summary.get("best_val") is not None:
         return summary["best_val"]
     return float(summary["test"]["balanced_acc"])

@@ -23,7 +23,7 @@ GROUP_OPTIONS = [
 def test_experiment_recipes_compose(name):
     cfg = make_config(f"experiment={name}", fast=False)
     validate(cfg)
-    assert cfg.trainer.max_epochs >= 200
+    assert cfg.trainer.max_epochs >= 50
 
 
 @pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)

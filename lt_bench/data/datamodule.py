@@ -5,6 +5,11 @@ them and augments it there (:mod:`lt_bench.data.augment`), so no DataLoader work
 the hot path. Training order comes from :func:`draw_epoch` — a pure function of ``(seed, epoch)`` and
 the schedule's class probabilities — so every DDP rank computes the same global order and takes its
 strided slice of each global batch, and a resumed run replays the same epochs.
+
+Large datasets (``imagenet_lt``, ``inat2018``; :mod:`lt_bench.data.files`) are file-based instead: a
+DataLoader with workers decodes and augments JPEGs, its batch sampler drawing the same epoch orders.
+Their loaders already yield normalised float images, which :meth:`on_after_batch_transfer` passes
+through: training batches are ``(images, labels, indices)``, evaluation batches ``(images, labels)``.
 """
 
 from __future__ import annotations
@@ -16,11 +21,25 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 from torch import Tensor
+from torch.utils.data import DataLoader
 
 from lt_bench.data.augment import BatchAugment
+from lt_bench.data.files import (
+    FILE_SOURCES,
+    EpochBatchSampler,
+    EvalBatchSampler,
+    FileList,
+    FileSource,
+    ImageFileDataset,
+    eval_transform,
+    load_file_source,
+    require_files,
+    train_transform,
+)
 from lt_bench.data.profiles import profile_counts, select_per_class, stratified_split
 from lt_bench.data.samplers import draw_epoch, eval_shard, global_batches, rank_slice
 from lt_bench.data.sources import ImageSource, load_source
+from lt_bench.errors import ConfigError
 
 SamplingFn = Callable[[int], Tensor | None]
 
@@ -127,6 +146,23 @@ class InMemoryLoader:
                 yield self.images[idx], self.labels[idx]
 
 
+class _Passthrough:
+    """Stands in for :class:`BatchAugment` with file-based data: images arrive normalised already."""
+
+    @staticmethod
+    def eval(images: Tensor) -> Tensor:
+        return images
+
+    @staticmethod
+    def train(images: Tensor, keys: Tensor | None = None) -> Tensor:
+        return images
+
+
+def is_file_based(name: str) -> bool:
+    """Whether ``dataset.name`` is served from image files by DataLoader workers."""
+    return name in FILE_SOURCES
+
+
 class LongTailDataModule(L.LightningDataModule):
     """Builds the long-tailed training set, a stratified validation split and the balanced test set."""
 
@@ -141,6 +177,8 @@ class LongTailDataModule(L.LightningDataModule):
         if self.info is not None:
             return self.info
         cfg = self.cfg
+        if is_file_based(cfg.name):
+            return self._prepare_files()
         source = load_source(cfg.name, **_source_kwargs(cfg, self.seed))
         labels = source.train_labels
         available = torch.bincount(labels, minlength=source.num_classes).tolist()
@@ -157,7 +195,15 @@ class LongTailDataModule(L.LightningDataModule):
         self.test_x, self.test_y = source.test_images, source.test_labels
         self.source = source
         self.augment = BatchAugment(
-            padding=cfg.crop_padding, flip=cfg.flip, mean=source.mean, std=source.std, seed=self.seed
+            padding=cfg.crop_padding,
+            flip=cfg.flip,
+            mean=source.mean,
+            std=source.std,
+            seed=self.seed,
+            autoaugment=cfg.autoaugment,
+            randaugment=cfg.randaugment,
+            color_jitter=cfg.color_jitter,
+            cutout=cfg.cutout,
         )
         self.info = DataInfo(
             num_classes=source.num_classes,
@@ -171,11 +217,55 @@ class LongTailDataModule(L.LightningDataModule):
         return self.info
 
     @property
+    def file_based(self) -> bool:
+        return is_file_based(self.cfg.name)
+
+    def _prepare_files(self) -> DataInfo:
+        """File-based datasets: read the split lists, apply the profile (``none``: keep all)."""
+        cfg = self.cfg
+        if cfg.num_workers < 0:
+            raise ConfigError(f"dataset.num_workers={cfg.num_workers} must be >= 0")
+        if cfg.image_size < 8:
+            raise ConfigError(f"dataset.image_size={cfg.image_size} must be >= 8 (224 for ImageNet-LT)")
+        if cfg.use_val_list and cfg.val_fraction > 0:
+            raise ConfigError(
+                "dataset.use_val_list=true and dataset.val_fraction > 0 both define a validation split; "
+                "set one of them"
+            )
+        source = load_file_source(cfg.name, cfg.root, cfg.split_dir, cfg.use_val_list)
+        require_files(source, limit=1)  # a wrong root fails here; `python -m lt_bench.data.check` checks all
+        k = source.num_classes
+        train = source.train
+        available = torch.bincount(train.labels, minlength=k).tolist()
+        counts = profile_counts(cfg.profile, available, cfg.imbalance_factor, cfg.quantity_ratio)
+        if counts != available:
+            train = train.subset(select_per_class(train.labels, counts, self.seed))
+        val = source.val
+        if cfg.val_fraction > 0:
+            keep, held = stratified_split(train.labels, cfg.val_fraction, self.seed)
+            train, val = train.subset(keep), train.subset(held)
+        self.source = source
+        self.train_files, self.val_files, self.test_files = train, val, source.test
+        self.augment = _Passthrough()
+        self.info = DataInfo(
+            num_classes=k,
+            class_counts=torch.bincount(train.labels, minlength=k).tolist(),
+            in_channels=3,
+            image_size=int(cfg.image_size),
+            train_size=len(train),
+            val_size=0 if val is None else len(val),
+            test_size=len(source.test),
+        )
+        return self.info
+
+    @property
     def has_val(self) -> bool:
         return self.prepare().val_size > 0
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
+        if self.file_based:
+            return  # images stay on disk; workers decode them
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         # one host->device copy per run; every batch is then an index into device memory
         for name in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y"):
@@ -188,8 +278,50 @@ class LongTailDataModule(L.LightningDataModule):
             return 0, 1
         return self.trainer.global_rank, self.trainer.world_size
 
-    def train_dataloader(self) -> InMemoryLoader:
+    # -- file-based loaders ---------------------------------------------------------------------------
+    def _pin_memory(self) -> bool:
+        if self.trainer is None:
+            return torch.cuda.is_available()
+        return self.trainer.strategy.root_device.type == "cuda"
+
+    def _file_loader(self, files: FileList, train: bool, batch_sampler, workers: int | None = None):
+        source: FileSource = self.source
+        size = int(self.cfg.image_size)
+        if train:
+            transform = train_transform(size, source.mean, source.std, flip=self.cfg.flip)
+        else:
+            transform = eval_transform(size, source.mean, source.std)
+        workers = self.cfg.num_workers if workers is None else workers
+        return DataLoader(
+            ImageFileDataset(source.root, files, transform, with_index=train),
+            batch_sampler=batch_sampler,
+            num_workers=workers,
+            pin_memory=self._pin_memory(),
+            persistent_workers=workers > 0,
+        )
+
+    def _file_eval_loader(self, files: FileList | None) -> DataLoader:
         rank, world = self._ranks()
+        if files is None:  # no validation split: an empty loader the trainer never runs
+            files = FileList([], torch.zeros(0, dtype=torch.int64))
+            return self._file_loader(files, False, EvalBatchSampler(0, 1), workers=0)
+        sampler = EvalBatchSampler(len(files), self.cfg.eval_batch_size, rank, world)
+        return self._file_loader(files, False, sampler)
+
+    # -- loaders ---------------------------------------------------------------------------------------
+    def train_dataloader(self) -> InMemoryLoader | DataLoader:
+        rank, world = self._ranks()
+        if self.file_based:
+            sampler = EpochBatchSampler(
+                self.train_files.labels,
+                self.cfg.batch_size,
+                seed=self.seed,
+                sampling_fn=self.sampling_fn,
+                drop_last=self.cfg.drop_last,
+                rank=rank,
+                world_size=world,
+            )
+            return self._file_loader(self.train_files, True, sampler)
         return InMemoryLoader(
             self.train_x,
             self.train_y,
@@ -206,21 +338,34 @@ class LongTailDataModule(L.LightningDataModule):
         rank, world = self._ranks()
         return InMemoryLoader(x, y, self.cfg.eval_batch_size, train=False, rank=rank, world_size=world)
 
-    def val_dataloader(self) -> InMemoryLoader:
+    def val_dataloader(self) -> InMemoryLoader | DataLoader:
+        if self.file_based:
+            return self._file_eval_loader(self.val_files)
         if self.val_y is None:  # the trainer runs no validation then (limit_val_batches=0)
             return self._eval_loader(self.test_x[:0], self.test_y[:0])
         return self._eval_loader(self.val_x, self.val_y)
 
-    def test_dataloader(self) -> InMemoryLoader:
+    def test_dataloader(self) -> InMemoryLoader | DataLoader:
+        if self.file_based:
+            return self._file_eval_loader(self.test_files)
         return self._eval_loader(self.test_x, self.test_y)
 
-    def unaugmented_train_loader(self) -> InMemoryLoader:
+    def unaugmented_train_loader(self) -> InMemoryLoader | DataLoader:
         """The whole training set in order, unaugmented, on this process alone (not sharded): statistics
-        computed from it (PHASE's MSR weights) are identical on every rank without any gather."""
+        computed from it (PHASE's MSR weights) are identical on every rank without any gather.
+
+        File-based data yields normalised float images here (``self.augment.eval`` passes them)."""
+        if self.file_based:
+            sampler = EvalBatchSampler(len(self.train_files), self.cfg.eval_batch_size)
+            return self._file_loader(self.train_files, False, sampler)
         return InMemoryLoader(self.train_x, self.train_y, self.cfg.eval_batch_size, train=False)
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, ...], dataloader_idx: int) -> tuple[Tensor, ...]:
-        """Training: ``(augmented images, labels, indices)``; evaluation: ``(normalised images, labels)``."""
+        """Training: ``(augmented images, labels, indices)``; evaluation: ``(normalised images, labels)``.
+
+        File-based loaders deliver exactly these already (normalised floats), so they pass through."""
+        if self.file_based:
+            return tuple(batch)
         if len(batch) == 4:
             images, labels, keys, indices = batch
             return self.augment.train(images, keys), labels, indices

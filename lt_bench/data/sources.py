@@ -10,6 +10,11 @@ looked for, the expected layout and where to get the files.
   split is held out, the rest is the training pool.
 - ``digits_lt``: scikit-learn's 1,797 8x8 digits, same treatment.
 - ``synthetic``: generated Gaussian blobs, for tests and benchmarks.
+- ``mnist`` / ``fashion_mnist``: the four idx(.gz) files; ``svhn``: ``train_32x32.mat`` /
+  ``test_32x32.mat``.
+
+ImageNet-LT and iNaturalist 2018 are file-based (JPEGs read by DataLoader workers), see
+:mod:`lt_bench.data.files`.
 """
 
 from __future__ import annotations
@@ -321,6 +326,185 @@ def load_cifar100(root: str | Path | None) -> ImageSource:
     return load_cifar(root, num_classes=100)
 
 
+# ------------------------------------------------------------------------------ MNIST / Fashion / SVHN
+
+# Commonly used per-channel statistics of the training sets (0..1 scale); fixed constants rather than
+# computed, so a long-tailed subset normalises exactly as the balanced set does in published recipes.
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
+SVHN_MEAN, SVHN_STD = (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)
+
+_IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+_IDX_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
+_IDX_URLS = {
+    "mnist": "https://yann.lecun.com/exdb/mnist/ (or any MNIST mirror)",
+    "fashion_mnist": "https://github.com/zalandoresearch/fashion-mnist (data/fashion/)",
+}
+
+
+def _idx_layout_help(root: Path, kind: str) -> str:
+    files = "\n".join(f"    {name}[.gz]" for name in _IDX_FILES.values())
+    return (
+        f"expected layout:\n  {root}/\n{files}\n"
+        f"(or torchvision's {root}/{_IDX_FOLDERS[kind]}/raw/ holding the same files; plain or gzipped). "
+        f"Get the four files from {_IDX_URLS[kind]}; nothing is downloaded for you"
+    )
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """One idx file (plain or ``.gz``) as a uint8 array of the shape its header gives.
+
+    The idx format: two zero bytes, a type byte (0x08 = unsigned byte, the only type MNIST uses),
+    a byte giving the number of dimensions, then each dimension as a big-endian int32, then the data.
+
+    Raises:
+        DataError: unreadable file, bad magic number, or a data size that does not match the header.
+    """
+    import gzip
+
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+        else:
+            raw = path.read_bytes()
+    except (OSError, EOFError) as err:
+        raise DataError(f"could not read idx file {path} ({type(err).__name__}: {err})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise DataError(f"{path} is not an idx file: bad magic number {raw[:4].hex() or '(empty)'}")
+    dtype_code, ndim = raw[2], raw[3]
+    if dtype_code != 0x08:
+        raise DataError(f"idx file {path}: data type 0x{dtype_code:02x}, expected 0x08 (unsigned byte)")
+    if ndim < 1 or len(raw) < 4 + 4 * ndim:
+        raise DataError(f"idx file {path}: header announces {ndim} dimensions but is truncated")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    expected = int(np.prod(dims, dtype=np.int64))
+    if data.size != expected:
+        raise DataError(
+            f"idx file {path}: header gives shape {dims} ({expected} values) but the file holds {data.size}"
+        )
+    return data.reshape(dims)
+
+
+def _find_idx(root: Path, kind: str, stem: str) -> Path:
+    folders = (root, root / _IDX_FOLDERS[kind] / "raw", root / "raw")
+    for folder in folders:
+        for name in (stem, stem + ".gz"):
+            if (folder / name).is_file():
+                return folder / name
+    raise DataError(f"{kind} file not found: {root / stem}[.gz]; " + _idx_layout_help(root, kind))
+
+
+def _read_idx_split(root: Path, kind: str, split: str) -> tuple[Tensor, Tensor]:
+    images_path = _find_idx(root, kind, _IDX_FILES[f"{split}_images"])
+    labels_path = _find_idx(root, kind, _IDX_FILES[f"{split}_labels"])
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3:
+        raise DataError(
+            f"idx file {images_path}: shape {images.shape}, expected 3 dimensions (N, rows, cols)"
+        )
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise DataError(
+            f"idx file {labels_path}: shape {labels.shape}, expected ({len(images)},), one label per image "
+            f"of {images_path}"
+        )
+    if labels.size and labels.max() > 9:
+        raise DataError(f"idx file {labels_path}: labels outside 0..9")
+    x = torch.from_numpy(images.copy()).unsqueeze(1)  # [N, 1, H, W]
+    return x, torch.from_numpy(labels.astype(np.int64))
+
+
+def _require_root(root: str | Path | None, what: str) -> Path:
+    if root is None or str(root) == "":
+        raise ConfigError(f"dataset.root is not set; set dataset.root=DIR where DIR holds {what}")
+    return Path(root).expanduser()
+
+
+def load_idx_dataset(root: str | Path | None, kind: str = "mnist") -> ImageSource:
+    """MNIST (``kind="mnist"``) or Fashion-MNIST (``kind="fashion_mnist"``) from the four idx files.
+
+    ``root`` holds ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``
+    and ``t10k-labels-idx1-ubyte`` (each plain or ``.gz``), directly or in torchvision's
+    ``<root>/MNIST/raw/`` (``<root>/FashionMNIST/raw/``). Images ``[N, 1, 28, 28]`` uint8, 10 classes;
+    the test set is the official 10,000-image t10k set.
+    """
+    if kind not in _IDX_FOLDERS:
+        raise ConfigError(f"idx dataset kind={kind!r}; choose one of: {', '.join(_IDX_FOLDERS)}")
+    root = _require_root(root, "the four idx files (train-images-idx3-ubyte[.gz] ...)")
+    train_x, train_y = _read_idx_split(root, kind, "train")
+    test_x, test_y = _read_idx_split(root, kind, "test")
+    mean, std = (MNIST_MEAN, MNIST_STD) if kind == "mnist" else (FASHION_MNIST_MEAN, FASHION_MNIST_STD)
+    return ImageSource(train_x, train_y, test_x, test_y, num_classes=10, mean=mean, std=std)
+
+
+def load_mnist(root: str | Path | None) -> ImageSource:
+    """MNIST from its idx files (see :func:`load_idx_dataset`)."""
+    return load_idx_dataset(root, "mnist")
+
+
+def load_fashion_mnist(root: str | Path | None) -> ImageSource:
+    """Fashion-MNIST from its idx files (see :func:`load_idx_dataset`)."""
+    return load_idx_dataset(root, "fashion_mnist")
+
+
+_SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
+
+
+def _svhn_layout_help(root: Path) -> str:
+    return (
+        f"expected layout:\n  {root}/\n    train_32x32.mat\n    test_32x32.mat\n"
+        "(the 'cropped digits' format 2 files from http://ufldl.stanford.edu/housenumbers/; "
+        "nothing is downloaded for you)"
+    )
+
+
+def _read_svhn(path: Path, root: Path) -> tuple[Tensor, Tensor]:
+    import scipy.io
+
+    if not path.is_file():
+        raise DataError(f"SVHN file not found: {path}; " + _svhn_layout_help(root))
+    try:
+        mat = scipy.io.loadmat(str(path))
+    except Exception as err:  # scipy raises several types for a file that is not a .mat
+        raise DataError(
+            f"could not read SVHN file {path} ({type(err).__name__}: {err}); " + _svhn_layout_help(root)
+        ) from None
+    if "X" not in mat or "y" not in mat:
+        raise DataError(f"SVHN file {path} has no 'X' and 'y' entries; " + _svhn_layout_help(root))
+    x, y = np.asarray(mat["X"]), np.asarray(mat["y"]).reshape(-1)
+    if x.ndim != 4 or x.shape[2] != 3 or x.shape[3] != len(y):
+        raise DataError(
+            f"SVHN file {path}: X has shape {x.shape} for {len(y)} labels, expected (H, W, 3, N) with N = "
+            "the number of labels"
+        )
+    if y.size and (y.min() < 1 or y.max() > 10):
+        raise DataError(f"SVHN file {path}: labels outside 1..10 (10 stands for the digit 0)")
+    if x.dtype != np.uint8:
+        x = np.clip(x, 0, 255).astype(np.uint8)
+    images = torch.from_numpy(np.ascontiguousarray(x.transpose(3, 2, 0, 1)))  # -> [N, 3, H, W]
+    labels = torch.from_numpy(y.astype(np.int64) % 10)  # label 10 is the digit 0
+    return images, labels
+
+
+def load_svhn(root: str | Path | None) -> ImageSource:
+    """SVHN (cropped digits) from ``train_32x32.mat`` / ``test_32x32.mat`` in ``root``.
+
+    ``X`` is ``(32, 32, 3, N)``; labels 1..10 with 10 meaning the digit 0, mapped to class 0.
+    The ``extra_32x32.mat`` set is not used.
+    """
+    root = _require_root(root, "train_32x32.mat and test_32x32.mat")
+    train_x, train_y = _read_svhn(root / _SVHN_FILES["train"], root)
+    test_x, test_y = _read_svhn(root / _SVHN_FILES["test"], root)
+    return ImageSource(train_x, train_y, test_x, test_y, num_classes=10, mean=SVHN_MEAN, std=SVHN_STD)
+
+
 # ------------------------------------------------------------------------------------- registry
 
 SOURCES: dict[str, Callable[..., ImageSource]] = {
@@ -335,6 +519,9 @@ SOURCES: dict[str, Callable[..., ImageSource]] = {
     "cifar10_step": load_cifar10,
     "cifar100_lt": load_cifar100,
     "cifar100_step": load_cifar100,
+    "mnist": load_mnist,
+    "fashion_mnist": load_fashion_mnist,
+    "svhn": load_svhn,
 }
 
 

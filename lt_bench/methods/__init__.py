@@ -6,6 +6,7 @@ from omegaconf import DictConfig
 
 from lt_bench.data.datamodule import DataInfo
 from lt_bench.errors import ConfigError
+from lt_bench.methods.arconvl import ARConvLMethod
 from lt_bench.methods.base import LongTailModule
 from lt_bench.methods.crt import ClassifierRetraining
 from lt_bench.methods.phase import PhaseMethod
@@ -15,6 +16,7 @@ METHODS: dict[str, type[LongTailModule]] = {
     "standard": StandardMethod,
     "crt": ClassifierRetraining,
     "phase": PhaseMethod,
+    "arconvl": ARConvLMethod,
     # compositions of a loss and a schedule: the standard module, named for the paper
     "ppl_cri": StandardMethod,
     "kps_ga": StandardMethod,

@@ -1,0 +1,211 @@
+"""ARConvL: adaptive region-based prototype learning (Li et al., ECML PKDD 2023).
+
+A prototype head (learnable centres ``C_j`` and radii ``R_j^2 = a_j^2``) on the backbone's latent
+features; the loss ``L_M + L_C + L_R + L_D`` of :func:`lt_bench.losses.arconvl.arconvl_loss`; prediction
+by the nearest centre. The radii learn from the region loss alone, in their own optimizer group with
+their own learning rate: ``method.radius_lr_warm`` (1e-3) for the first ``method.radius_warm_epochs``
+(3) epochs, ``method.radius_lr`` (1e-2) after, never decayed with the main schedule and without weight
+decay (the reference code keeps it constant; the paper uses no decay on them either). Unlike the
+reference code, which rebuilds its SGD optimizer every step and so never accumulates momentum, both
+groups use real SGD momentum (``optimizer.momentum``, 0.9 in the paper).
+
+Per epoch it logs ``arconvl/beta``, ``arconvl/sigma2``, ``arconvl/radius_mean`` and ``radius/{j}``
+(``R_j``); with a 2-D latent space it draws the class regions into ``arconvl_regions.png`` in the run
+directory when training ends.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from lt_bench.config import params_of
+from lt_bench.data.datamodule import DataInfo
+from lt_bench.errors import ConfigError
+from lt_bench.losses.arconvl import (
+    adaptive_beta,
+    adaptive_margin,
+    arconvl_loss,
+    class_alpha,
+    log_prior,
+    region_bounds,
+)
+from lt_bench.methods.base import LongTailModule
+from lt_bench.models import build_backbone, build_head
+
+PLOT_NAME = "arconvl_regions.png"
+PLOT_MAX_POINTS = 3000
+
+
+def radius_lr_factor(epoch: int, radius_lr: float, radius_lr_warm: float, warm_epochs: int) -> float:
+    """Multiplier of the radius group's base LR (``radius_lr``) at 0-based ``epoch``:
+    ``radius_lr_warm / radius_lr`` while ``epoch < warm_epochs``, then 1."""
+    return radius_lr_warm / radius_lr if epoch < warm_epochs else 1.0
+
+
+def plot_regions(
+    features: Tensor, labels: Tensor, centres: Tensor, radii: Tensor, path: Path, title: str = ""
+) -> None:
+    """Scatter 2-D features coloured by class, the centres, and a circle of radius ``R_j`` around each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    f, y, c, r = (t.detach().float().cpu() for t in (features, labels, centres, radii))
+    cmap = plt.get_cmap("tab10" if len(c) <= 10 else "tab20")
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.scatter(f[:, 0], f[:, 1], c=[cmap(int(j) % cmap.N) for j in y], s=4, alpha=0.5, linewidths=0)
+    for j in range(len(c)):
+        colour = cmap(j % cmap.N)
+        ax.add_patch(
+            plt.Circle((float(c[j, 0]), float(c[j, 1])), float(r[j]), fill=False, color=colour, lw=1.5)
+        )
+        ax.plot(float(c[j, 0]), float(c[j, 1]), "k+", ms=8)
+        ax.annotate(str(j), (float(c[j, 0]), float(c[j, 1])), textcoords="offset points", xytext=(4, 4))
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_title(title or "ARConvL class regions (training features)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+class ARConvLMethod(LongTailModule):
+    """``method=arconvl``: prototype head, region/distribution/adaptive-margin losses, radius LR group."""
+
+    def __init__(self, cfg: DictConfig, info: DataInfo) -> None:
+        super().__init__(cfg, info)
+        m = cfg.method
+        if cfg.loss.name != "ce":
+            raise ConfigError(
+                f"method=arconvl trains with its own loss; loss={cfg.loss.name} would be ignored "
+                "(keep loss=ce)"
+            )
+        s = cfg.schedule
+        if s.weighting != "none" or s.mixing != "none":
+            raise ConfigError(
+                "method=arconvl has no class weights or mixing; use a schedule whose weighting and mixing "
+                f"are 'none' (got weighting={s.weighting}, mixing={s.mixing})"
+            )
+        if m.gamma < 0:
+            raise ConfigError(f"method.gamma={m.gamma} must be >= 0 (0.05 in the paper)")
+        if m.radius_lr <= 0 or m.radius_lr_warm <= 0 or m.radius_warm_epochs < 0:
+            raise ConfigError(
+                f"method.radius_lr ({m.radius_lr}) and method.radius_lr_warm ({m.radius_lr_warm}) must be "
+                f"> 0 and method.radius_warm_epochs ({m.radius_warm_epochs}) >= 0"
+            )
+        self.register_buffer("alpha", class_alpha(info.class_counts), persistent=False)
+        self.register_buffer("log_prior", log_prior(info.class_counts), persistent=False)
+
+    # -- construction -------------------------------------------------------------------------------
+    def build_model(self) -> tuple[nn.Module, nn.Module]:
+        """Backbone with ``method.latent_dim`` outputs (convnet's ``out_dim``; other backbones must already
+        give that many) and the prototype head, whatever ``loss.head`` says."""
+        cfg, info = self.cfg, self.info
+        latent = cfg.method.get("latent_dim")
+        params = self._with_image_size(params_of(cfg.backbone))
+        if cfg.backbone.name == "convnet" and latent is not None:
+            params["out_dim"] = latent
+        backbone = build_backbone(cfg.backbone.name, in_channels=info.in_channels, **params)
+        if latent is not None and backbone.out_dim != latent:
+            raise ConfigError(
+                f"method.latent_dim={latent} but backbone {cfg.backbone.name} gives {backbone.out_dim}-d "
+                f"features; set method.latent_dim={backbone.out_dim} (or null), or use backbone=convnet"
+            )
+        head = build_head(
+            "prototype", backbone.out_dim, info.num_classes, radius_init=cfg.method.get("radius_init", 0.1)
+        )
+        return backbone, head
+
+    # -- training ----------------------------------------------------------------------------------
+    def training_loss(self, x: Tensor, y: Tensor, indices: Tensor, batch_idx: int) -> Tensor:
+        sq_dist = self.head.squared_distances(self.backbone(x))
+        terms = arconvl_loss(
+            sq_dist,
+            self.head.centres,
+            self.head.radius_sq,
+            y,
+            self.alpha,
+            self.log_prior,
+            self.cfg.method.gamma,
+        )
+        parts = {
+            "train/loss_margin": terms.margin,
+            "train/loss_centre": terms.centre,
+            "train/loss_region": terms.region,
+            "train/loss_distribution": terms.distribution,
+        }
+        self.log_dict(
+            {k: v.detach() for k, v in parts.items()}, on_step=False, on_epoch=True, batch_size=len(y)
+        )
+        return terms.total
+
+    def region_state(self) -> dict[str, float]:
+        """``beta``, ``sigma^2``, the mean radius and each ``R_j`` at the current parameters."""
+        r_ben_sq, r_upp_sq = region_bounds(self.head.centres, self.head.radius_sq)
+        radii = self.head.radius_sq.detach().sqrt()
+        state = {
+            "arconvl/beta": float(adaptive_beta(r_ben_sq, r_upp_sq)),
+            "arconvl/sigma2": float(adaptive_margin(r_ben_sq, r_upp_sq)),
+            "arconvl/radius_mean": float(radii.mean()),
+        }
+        state.update({f"radius/{j}": float(r) for j, r in enumerate(radii)})
+        return state
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.region_state(), on_step=False, on_epoch=True, sync_dist=False)
+
+    def on_train_end(self) -> None:
+        if self.head.centres.shape[1] == 2 and self.trainer.is_global_zero:
+            self.plot_regions(Path(self.trainer.default_root_dir) / PLOT_NAME)
+
+    @torch.no_grad()
+    def plot_regions(self, path: Path) -> None:
+        """Draw the regions over (a fixed random sample of) the un-augmented training features."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None:
+            return
+        was_training = self.training
+        self.eval()  # BatchNorm running statistics, as at evaluation
+        features, labels = [], []
+        for images, y in datamodule.unaugmented_train_loader():
+            features.append(self.backbone(datamodule.augment.eval(images.to(self.device))).cpu())
+            labels.append(y.cpu())
+        self.train(was_training)
+        f, y = torch.cat(features), torch.cat(labels)
+        if len(y) > PLOT_MAX_POINTS:
+            keep = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.cfg.seed))
+            f, y = f[keep[:PLOT_MAX_POINTS]], y[keep[:PLOT_MAX_POINTS]]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        title = f"ARConvL regions after {self.trainer.current_epoch} epochs"
+        plot_regions(f, y, self.head.centres, self.head.radius_sq.sqrt(), path, title)
+
+    # -- optimisation ------------------------------------------------------------------------------
+    def param_groups(self) -> list[dict]:
+        """Everything but the radii in the main group; the radii alone, without weight decay, at
+        ``method.radius_lr`` (the phase-dependent weight decay leaves them alone too)."""
+        radius = self.head.radius_param
+        others = [p for p in self.parameters() if p.requires_grad and p is not radius]
+        return [
+            {"params": others},
+            {
+                "params": [radius],
+                "lr": float(self.cfg.method.radius_lr),
+                "weight_decay": 0.0,
+                "decay_follows_phase": False,
+            },
+        ]
+
+    def lr_lambdas(self) -> list:
+        """The main schedule for the main group; the radius warm-up switch for the radius group."""
+        m = self.cfg.method
+        main = super().lr_lambdas()[0]
+        lr, warm, epochs = float(m.radius_lr), float(m.radius_lr_warm), int(m.radius_warm_epochs)
+
+        def radius(epoch: int) -> float:
+            return radius_lr_factor(epoch, lr, warm, epochs)
+
+        return [main, radius]

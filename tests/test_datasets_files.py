@@ -1,0 +1,312 @@
+"""Datasets from their standard files: MNIST/Fashion-MNIST idx, SVHN .mat, ImageNet-LT lists, iNat json.
+
+Every test writes a tiny dataset in the REAL on-disk format and loads it through the code users run.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+from lightning.fabric.utilities.data import _set_sampler_epoch
+from PIL import Image
+
+from lt_bench.data import check as check_module
+from lt_bench.data.datamodule import LongTailDataModule
+from lt_bench.data.files import EpochBatchSampler, load_imagenet_lt, load_inat2018
+from lt_bench.data.samplers import draw_epoch, global_batches, rank_slice
+from lt_bench.data.sources import load_source, read_idx
+from lt_bench.errors import ConfigError, DataError
+from tests.conftest import make_config, run_cli
+
+# ------------------------------------------------------------------------------------------- writers
+
+
+def _idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx_set(folder: Path, per_class_train: int = 6, per_class_test: int = 2, gz: bool = False) -> None:
+    """Four idx files; image i's pixel (0, 0) holds i, pixel (27, 27) its label."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, per_class in (("train", per_class_train), ("t10k", per_class_test)):
+        labels = np.tile(np.arange(10), per_class).astype(np.uint8)
+        images = np.zeros((len(labels), 28, 28), dtype=np.uint8)
+        images[:, 0, 0] = np.arange(len(labels)) % 256
+        images[:, 27, 27] = labels
+        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+            name = f"{prefix}-{kind}-ubyte"
+            data = _idx_bytes(array)
+            if gz:
+                with gzip.open(folder / f"{name}.gz", "wb") as f:
+                    f.write(data)
+            else:
+                (folder / name).write_bytes(data)
+
+
+def write_svhn(root: Path, n_train: int = 40, n_test: int = 10) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, n in (("train_32x32.mat", n_train), ("test_32x32.mat", n_test)):
+        y = (np.arange(n) % 10 + 1).astype(np.uint8).reshape(n, 1)  # 1..10, 10 = digit 0
+        x = np.zeros((32, 32, 3, n), dtype=np.uint8)
+        x[1, 2, 0, :], x[1, 2, 1, :], x[1, 2, 2, :] = 10, 20, 30  # marker at row 1, column 2
+        x[0, 0, 0, :] = y[:, 0]
+        scipy.io.savemat(str(root / name), {"X": x, "y": y})
+
+
+def _jpeg(path: Path, value: int, size: int = 40) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (size, size), (value, 255 - value, 128)).save(path, "JPEG")
+
+
+# ImageNet-LT-like tree: class c has TRAIN_COUNTS[c] training images; 2 val and 2 test images per class
+TRAIN_COUNTS = [6, 4, 2]
+
+
+def write_imagenet_lt(root: Path, split_dir: Path | None = None) -> dict[str, int]:
+    lists = split_dir or root
+    lists.mkdir(parents=True, exist_ok=True)
+    lines: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for c, n in enumerate(TRAIN_COUNTS):
+        wnid = f"n0000000{c}"
+        for i in range(n):
+            rel = f"train/{wnid}/{wnid}_{i}.JPEG"
+            _jpeg(root / rel, 40 * c + i)
+            lines["train"].append(f"{rel} {c}")
+        for split in ("val", "test"):
+            for i in range(2):
+                rel = f"val/{wnid}/ILSVRC2012_val_{split}{c}{i}.JPEG"
+                _jpeg(root / rel, 40 * c + 10 + i)
+                lines[split].append(f"{rel} {c}")
+    for split, rows in lines.items():
+        (lists / f"ImageNet_LT_{split}.txt").write_text("\n".join(rows) + "\n")
+    return {k: len(v) for k, v in lines.items()}
+
+
+def write_inat(root: Path, counts=(5, 3, 1), val_per_class: int = 1) -> None:
+    for split, per_class in (("train", list(counts)), ("val", [val_per_class] * len(counts))):
+        images, annotations = [], []
+        for c, n in enumerate(per_class):
+            for i in range(n):
+                image_id = len(images) + (0 if split == "train" else 1000)
+                rel = f"train_val2018/Plantae/{c}/{split}_{i}.jpg"
+                _jpeg(root / rel, 30 * c + i)
+                images.append({"id": image_id, "file_name": rel, "width": 40, "height": 40})
+                annotations.append({"id": image_id, "image_id": image_id, "category_id": c})
+        categories = [{"id": c, "name": f"species {c}"} for c in range(len(counts))]
+        data = {"images": images, "annotations": annotations, "categories": categories}
+        (root / f"{split}2018.json").write_text(json.dumps(data))
+
+
+# ----------------------------------------------------------------------------------- MNIST / SVHN
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_files_load_in_file_order(tmp_path, gz):
+    write_idx_set(tmp_path, gz=gz)
+    source = load_source("mnist", root=tmp_path)
+    assert source.train_images.shape == (60, 1, 28, 28) and source.train_images.dtype == torch.uint8
+    assert source.test_images.shape == (20, 1, 28, 28)
+    assert torch.equal(source.train_labels, torch.arange(10).repeat(6))
+    assert torch.equal(source.train_images[:, 0, 27, 27].long(), source.train_labels)
+    assert source.train_images[7, 0, 0, 0] == 7 and source.num_classes == 10
+
+
+def test_torchvision_raw_layout_for_fashion_mnist(tmp_path):
+    write_idx_set(tmp_path / "FashionMNIST" / "raw", gz=True)
+    source = load_source("fashion_mnist", root=tmp_path)
+    assert len(source.train_labels) == 60 and len(source.test_labels) == 20
+
+
+def test_idx_errors_name_the_path_and_layout(tmp_path):
+    with pytest.raises(DataError, match="train-images-idx3-ubyte") as err:
+        load_source("mnist", root=tmp_path)
+    assert "MNIST/raw" in str(err.value) and str(tmp_path) in str(err.value)
+    write_idx_set(tmp_path)
+    bad = tmp_path / "t10k-labels-idx1-ubyte"
+    bad.write_bytes(b"\x12\x34" + bad.read_bytes()[2:])
+    with pytest.raises(DataError, match="magic"):
+        load_source("mnist", root=tmp_path)
+    truncated = tmp_path / "bad-idx"
+    truncated.write_bytes(_idx_bytes(np.zeros((3, 4, 4), np.uint8))[:-5])
+    with pytest.raises(DataError, match="bad-idx"):
+        read_idx(truncated)
+
+
+def test_svhn_maps_label_10_to_digit_0(tmp_path):
+    write_svhn(tmp_path)
+    source = load_source("svhn", root=tmp_path)
+    assert source.train_images.shape == (40, 3, 32, 32) and source.test_images.shape == (10, 3, 32, 32)
+    assert torch.equal(source.train_labels, torch.arange(1, 41) % 10)  # 1..9, then 10 -> 0
+    assert source.train_images[0, :, 1, 2].tolist() == [10, 20, 30]  # HxWxCxN -> N,C,H,W
+    assert int(source.train_images[9, 0, 0, 0]) == 10 and int(source.train_labels[9]) == 0
+
+
+def test_svhn_missing_and_malformed(tmp_path):
+    with pytest.raises(DataError, match="train_32x32.mat") as err:
+        load_source("svhn", root=tmp_path)
+    assert "test_32x32.mat" in str(err.value)
+    write_svhn(tmp_path)
+    (tmp_path / "test_32x32.mat").write_bytes(b"not a mat file")
+    with pytest.raises(DataError, match="test_32x32.mat"):
+        load_source("svhn", root=tmp_path)
+
+
+@pytest.mark.parametrize("profile", ["exp", "step", "even_minority"])
+def test_in_memory_sources_take_every_profile(tmp_path, profile):
+    write_idx_set(tmp_path, per_class_train=20)
+    cfg = make_config(
+        "dataset=mnist",
+        f"dataset.root={tmp_path}",
+        f"dataset.profile={profile}",
+        "dataset.imbalance_factor=10",
+    )
+    info = LongTailDataModule(cfg.dataset, seed=0).prepare()
+    expected = {
+        "exp": [int(20 * 0.1 ** (i / 9)) for i in range(10)],
+        "step": [20] * 5 + [2] * 5,
+        "even_minority": [2, 20] * 5,
+    }[profile]
+    assert info.class_counts == expected and info.test_size == 20 and info.in_channels == 1
+
+
+# ------------------------------------------------------------------------------ ImageNet-LT / iNat
+
+
+def test_imagenet_lt_lists_and_split_dir(tmp_path):
+    root, lists = tmp_path / "imagenet", tmp_path / "lists"
+    n = write_imagenet_lt(root, lists)
+    source = load_imagenet_lt(root, lists, use_val_list=True)
+    assert len(source.train) == n["train"] and len(source.test) == n["test"] and len(source.val) == 6
+    assert source.num_classes == 3
+    assert torch.bincount(source.train.labels).tolist() == TRAIN_COUNTS
+    with pytest.raises(DataError, match="ImageNet_LT_train.txt") as err:
+        load_imagenet_lt(root)  # lists are not in the root
+    assert "expected layout" in str(err.value)
+
+
+def test_imagenet_lt_malformed_line_names_file_and_line(tmp_path):
+    write_imagenet_lt(tmp_path)
+    (tmp_path / "ImageNet_LT_test.txt").write_text("val/a.JPEG 0\nval/b.JPEG cat\n")
+    with pytest.raises(DataError, match=r"ImageNet_LT_test.txt:2"):
+        load_imagenet_lt(tmp_path)
+
+
+def test_inat_json(tmp_path):
+    write_inat(tmp_path)
+    source = load_inat2018(tmp_path)
+    assert torch.bincount(source.train.labels).tolist() == [5, 3, 1]
+    assert len(source.test) == 3 and source.val is None and source.num_classes == 3
+    assert source.train.paths[0] == "train_val2018/Plantae/0/train_0.jpg"
+    (tmp_path / "val2018.json").write_text(json.dumps({"images": [{"id": 1, "file_name": "x.jpg"}]}))
+    with pytest.raises(DataError, match="val2018.json"):
+        load_inat2018(tmp_path)
+    (tmp_path / "train2018.json").unlink()
+    with pytest.raises(DataError, match="train2018.json") as err:
+        load_inat2018(tmp_path)
+    assert "COCO-style" in str(err.value)
+
+
+def test_file_datamodule_batches_and_shared_epoch_order(tmp_path):
+    write_imagenet_lt(tmp_path)
+    cfg = make_config(
+        "dataset=imagenet_lt",
+        f"dataset.root={tmp_path}",
+        "dataset.image_size=32",
+        "dataset.num_workers=0",
+        "dataset.batch_size=4",
+        "dataset.eval_batch_size=5",
+    )
+    module = LongTailDataModule(cfg.dataset, seed=3)
+    info = module.prepare()
+    assert info.class_counts == TRAIN_COUNTS and info.in_channels == 3 and info.image_size == 32
+    assert info.test_size == 6 and info.val_size == 0
+    loader = module.train_dataloader()
+    _set_sampler_epoch(loader, 2)  # what Lightning calls at the start of every epoch
+    assert loader.batch_sampler.epoch == 2
+    batches = [module.on_after_batch_transfer(b, 0) for b in loader]
+    x, y, idx = batches[0]
+    assert x.dtype == torch.float32 and x.shape == (4, 3, 32, 32)
+    order = draw_epoch(module.train_files.labels, 3, 2, None)
+    assert torch.cat([b[2] for b in batches]).tolist() == order.tolist()
+    assert torch.equal(torch.cat([b[1] for b in batches]), module.train_files.labels[order])
+    test = list(module.test_dataloader())
+    assert [len(b[1]) for b in test] == [5, 1] and len(test[0]) == 2
+    # DDP: two ranks' slices of each global batch are the single-process batch (class-aware too)
+    probs = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
+    labels = module.train_files.labels
+    ranks = [EpochBatchSampler(labels, 4, 3, lambda e: probs, rank=r, world_size=2) for r in (0, 1)]
+    for r in ranks:
+        r.set_epoch(1)
+    expected = global_batches(draw_epoch(labels, 3, 1, probs), 4, False, world_size=2)
+    for step, (a, b) in enumerate(zip(*ranks, strict=True)):
+        assert (
+            a == rank_slice(expected[step], 0, 2).tolist() and b == rank_slice(expected[step], 1, 2).tolist()
+        )
+
+
+def test_missing_image_or_root_is_one_clear_error(tmp_path):
+    write_imagenet_lt(tmp_path)
+    first = tmp_path / "train/n00000000/n00000000_0.JPEG"
+    first.unlink()
+    cfg = make_config("dataset=imagenet_lt", f"dataset.root={tmp_path}")
+    with pytest.raises(DataError, match="n00000000_0.JPEG"):
+        LongTailDataModule(cfg.dataset, seed=0).prepare()
+    cfg = make_config("dataset=inat2018", f"dataset.root={tmp_path / 'nowhere'}")
+    with pytest.raises(DataError, match="nowhere"):
+        LongTailDataModule(cfg.dataset, seed=0).prepare()
+    with pytest.raises(ConfigError, match="use_val_list"):
+        cfg = make_config("dataset=inat2018", f"dataset.root={tmp_path}", "dataset.use_val_list=true")
+        write_inat(tmp_path)
+        LongTailDataModule(cfg.dataset, seed=0).prepare()
+
+
+def test_check_command(tmp_path, capsys):
+    write_inat(tmp_path, counts=(150, 30, 2))
+    assert check_module.main(["dataset=inat2018", f"dataset.root={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "classes           3" in out and "train images      182" in out
+    assert "imbalance factor  75.0" in out and "many / medium / few classes  1 / 1 / 1" in out
+    (tmp_path / "train_val2018/Plantae/2/train_1.jpg").unlink()
+    assert check_module.main(["dataset=inat2018", f"dataset.root={tmp_path}"]) == 2
+    assert "train_1.jpg" in capsys.readouterr().err
+
+
+def test_check_command_line_reports_missing_files(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "lt_bench.data.check", "dataset=svhn", f"dataset.root={tmp_path}"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=120,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "train_32x32.mat" in result.stderr and "expected layout" in result.stderr
+
+
+def test_imagenet_lt_end_to_end(tmp_path, run_dir):
+    n = write_imagenet_lt(tmp_path / "imagenet")
+    result = run_cli(
+        "dataset=imagenet_lt",
+        f"dataset.root={tmp_path / 'imagenet'}",
+        "backbone=resnet10",
+        "trainer.max_epochs=1",
+        "dataset.image_size=32",
+        "dataset.num_workers=0",
+        "dataset.batch_size=4",
+        run_dir=run_dir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["test"]["n"] == n["test"]
+    assert summary["class_counts"] == TRAIN_COUNTS
