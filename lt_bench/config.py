@@ -11,6 +11,7 @@ nodes here; their builders check the keys against what that option accepts.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +104,8 @@ class TrainerConfig:
     enable_progress_bar: bool = True
     log_every_n_steps: int = 50
     limit_train_batches: float | None = None
+    channels_last: bool = False  # backbone and batches in NHWC (faster convolutions, bf16 on GPUs above all)
+    compile: bool = False  # torch.compile the backbone (in place: checkpoints keep their keys)
 
 
 @dataclass
@@ -230,3 +233,16 @@ def params_of(node: DictConfig, drop: tuple[str, ...] = ("name",)) -> dict[str, 
     container = OmegaConf.to_container(node, resolve=True)
     assert isinstance(container, dict)
     return {k: v for k, v in container.items() if k not in drop}
+
+
+def flatten_config(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config -> ``{"loss.gamma": 0.2, ...}`` (lists stay leaves): the W&B run table and the report
+    filter and group by flat keys."""
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_config(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
 
+from lt_bench.config import flatten_config
 from lt_bench.errors import ConfigError
 
 LOGGER_NAMES = ("csv", "tensorboard", "wandb")
@@ -85,18 +86,6 @@ def choose_wandb_mode(
 
 
 # -- what identifies a run -----------------------------------------------------------------------------
-def flatten_config(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config -> ``{"loss.gamma": 0.2, ...}``: W&B's run table filters and groups by flat keys."""
-    flat: dict[str, Any] = {}
-    for key, value in node.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flatten_config(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
-    return flat
-
-
 def sweep_group(sweep_dir: str | Path) -> str:
     """The W&B group of a multirun: the sweep directory's name, with its date folder when the name is only a
     time (Hydra's default ``multirun/DATE/TIME`` would otherwise collide across days)."""

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from lt_bench.config import flatten_config
 from lt_bench.stats import MeanStd, TestResult, average_ranks, best_indices, compare_groups, matched_blocks
 from lt_bench.stats import mean_std as _mean_std
 
@@ -128,18 +129,6 @@ def lookup(config: dict[str, Any], dotted: str) -> tuple[bool, Any]:
     return True, node
 
 
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dict -> ``{"a.b": leaf}`` (lists stay leaves)."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
-    return flat
-
-
 def parse_overrides(lines: Sequence[str]) -> dict[str, str]:
     """Hydra override strings -> ``{key: value}`` in command-line order.
 
@@ -205,7 +194,7 @@ def swept_keys(runs: Sequence[Run]) -> list[str]:
                 candidates.append(key)
     if not candidates:
         for run in runs:
-            for key in flatten(run.summary.get("config") or {}):
+            for key in flatten_config(run.summary.get("config") or {}):
                 if key not in candidates:
                     candidates.append(key)
     return [k for k in candidates if k not in NOT_SWEPT and len({r.value(k) for r in runs}) > 1]

@@ -7,21 +7,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import approx, t, y
 
 from lt_bench.losses import build_loss
-
-
-def t(*rows: list[float]) -> torch.Tensor:
-    return torch.tensor(rows, dtype=torch.float64)
-
-
-def y(*labels: int) -> torch.Tensor:
-    return torch.tensor(labels)
-
-
-def approx(value: torch.Tensor, expected: float, tol: float = 1e-6) -> None:
-    assert math.isclose(value.item(), expected, rel_tol=tol, abs_tol=tol), (value.item(), expected)
-
 
 # -- reduction -----------------------------------------------------------------------------------------
 # sample A: z = [0, 0], y = 0 -> CE = log 2; sample B: z = [log 3, 0], y = 1 -> p_1 = 1/4, CE = log 4

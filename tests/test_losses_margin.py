@@ -6,20 +6,9 @@ import math
 
 import pytest
 import torch
+from helpers import approx, t, y
 
 from lt_bench.losses import build_loss
-
-
-def t(*rows: list[float]) -> torch.Tensor:
-    return torch.tensor(rows, dtype=torch.float64)
-
-
-def y(*labels: int) -> torch.Tensor:
-    return torch.tensor(labels)
-
-
-def approx(value: torch.Tensor, expected: float, tol: float = 1e-6) -> None:
-    assert math.isclose(value.item(), expected, rel_tol=tol, abs_tol=tol), (value.item(), expected)
 
 
 def same(actual: torch.Tensor, expected: list[float], tol: float = 1e-6) -> None:
