@@ -22,7 +22,7 @@ def main(cfg: DictConfig) -> float:
     except LtBenchError as err:
         # one clear line instead of a traceback; SystemExit passes through Hydra untouched
         print(f"lt_bench: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(err.exit_code) from None
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@
 class LtBenchError(Exception):
     """Base class: the message says what is wrong and how to fix it."""
 
+    exit_code = 2
+
 
 class ConfigError(LtBenchError):
     """A configuration value is invalid (unknown option, out-of-range value, bad combination)."""
@@ -15,3 +17,9 @@ class DataError(LtBenchError):
 
 class TrainingDiverged(LtBenchError):
     """The training loss became non-finite."""
+
+
+class RunInterrupted(LtBenchError):
+    """A SIGTERM stopped the run; the message says how to continue it."""
+
+    exit_code = 143  # 128 + SIGTERM, what a shell reports for a process the signal ended

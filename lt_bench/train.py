@@ -13,6 +13,16 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from lt_bench.checkpointing import (
+    AtomicCheckpointIO,
+    BestCheckpoint,
+    ResumeState,
+    StopOnSigterm,
+    keep_logged_metrics,
+    last_checkpoint,
+    resolve_ckpt_path,
+    stop_cleanly_on_sigterm,
+)
 from lt_bench.config import params_of, validate
 from lt_bench.data.datamodule import LongTailDataModule
 from lt_bench.loggers import build_logger, log_final
@@ -41,18 +51,22 @@ def run_dir_of(cfg: DictConfig) -> Path:
 
 def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[L.Trainer, ModelCheckpoint]:
     t = cfg.trainer
+    last = last_checkpoint(run_dir)
+    # `save_last=True` writes last.ckpt only when another checkpoint is saved (a new best; with
+    # save_top_k=0, only when training ends): this callback overwrites last.ckpt after every epoch instead.
+    latest = ModelCheckpoint(dirpath=last.parent, filename=last.stem, enable_version_counter=False)
+    checkpoint = latest
+    config = OmegaConf.to_container(cfg, resolve=True)
+    callbacks: list = [latest, ResumeState(config), StopOnSigterm(last)]
     if has_val:
-        checkpoint = ModelCheckpoint(
-            dirpath=run_dir / "checkpoints",
+        checkpoint = BestCheckpoint(
+            dirpath=last.parent,
             filename="best-{epoch:03d}",
             monitor=t.select_by,
             mode="min" if t.select_by.endswith("loss") else "max",
             save_top_k=1,
-            save_last=True,
         )
-    else:
-        checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True)
-    callbacks: list = [checkpoint]
+        callbacks.insert(0, checkpoint)
     if t.enable_progress_bar:
         callbacks.append(RichProgressBar(leave=False))
     kwargs: dict[str, Any] = {} if has_val else {"limit_val_batches": 0}
@@ -74,6 +88,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[L.Trai
         logger=build_logger(cfg, run_dir),
         callbacks=callbacks,
         default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],
         **kwargs,
     )
     return trainer, checkpoint
@@ -85,24 +100,17 @@ def _epoch_of(path: str) -> int | None:
     return int(Path(path).stem.split("epoch=")[1].split("-")[0])
 
 
-def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
-    """Train and test one configuration; return the metric a sweeper optimises."""
-    started_at = time.time()
-    validate(cfg)
-    _quiet_lightning()
-    run_dir = run_dir or run_dir_of(cfg)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    torch.set_float32_matmul_precision("high")
-
-    schedule = Schedule(**params_of(cfg.schedule))
-    datamodule = LongTailDataModule(cfg.dataset, cfg.seed)
-    info = datamodule.prepare()
-    datamodule.sampling_fn = lambda epoch: schedule.class_sampling_probs(epoch, info.class_counts)
-    model = build_method(cfg, info)
-    has_val = datamodule.has_val
-    trainer, checkpoint = build_trainer(cfg, run_dir, has_val)
-
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+def _fit_and_test(
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    checkpoint: ModelCheckpoint,
+    model: L.LightningModule,
+    datamodule: LongTailDataModule,
+    ckpt_path: str | None,
+) -> dict[str, Any]:
+    """Fit (from ``ckpt_path`` when given), test the final and the selected model; the summary's results."""
+    info, has_val = datamodule.prepare(), datamodule.has_val
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     val_last = model.val_result
     trainer.test(model, datamodule=datamodule, verbose=False)
     test_last = model.test_result
@@ -123,6 +131,31 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
         )
     else:
         summary.update(test=test_last, best_epoch=cfg.trainer.max_epochs - 1, selected_by="last")
+    return summary
+
+
+def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
+    """Train and test one configuration; return the metric a sweeper optimises."""
+    started_at = time.time()
+    validate(cfg)
+    _quiet_lightning()
+    run_dir = run_dir or run_dir_of(cfg)
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision("high")
+
+    schedule = Schedule(**params_of(cfg.schedule))
+    datamodule = LongTailDataModule(cfg.dataset, cfg.seed)
+    info = datamodule.prepare()
+    datamodule.sampling_fn = lambda epoch: schedule.class_sampling_probs(epoch, info.class_counts)
+    model = build_method(cfg, info)
+    has_val = datamodule.has_val
+    trainer, checkpoint = build_trainer(cfg, run_dir, has_val)
+    if ckpt_path is not None:
+        keep_logged_metrics(trainer.logger, run_dir)
+
+    with stop_cleanly_on_sigterm(trainer, run_dir):
+        summary = _fit_and_test(cfg, trainer, checkpoint, model, datamodule, ckpt_path)
     summary["config"] = OmegaConf.to_container(cfg, resolve=True)
     summary.update(started_at=started_at, finished_at=time.time())
 

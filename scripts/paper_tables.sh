@@ -2,7 +2,8 @@
 # Re-creates the README's result tables on the embedded mnist_lt (IF 100, 3 seeds) and the ARConvL
 # G-mean table (even_minority, q = 10 and 100). Two runs at a time, one thread each; ~30 min on 2 cores.
 #   bash scripts/paper_tables.sh [OUT_DIR]      (default results/tables)
-# then:  python -m lt_bench.report OUT_DIR/<table> --metric balanced_acc --no-plots
+# It ends by printing the README tables (scripts/results_tables.py); per-table significance tests:
+#   python -m lt_bench.report OUT_DIR/<table> --metric balanced_acc,few,gmean --no-plots
 set -euo pipefail
 OUT=${1:-results/tables}
 PY=${PY:-.venv/bin/python}
@@ -42,4 +43,4 @@ mkdir -p "$OUT"/{baselines,ppl,phase,logit_adjustment,arconvl}
     echo "arconvl arconvl_q$q method=arconvl dataset.profile=even_minority dataset.imbalance_factor=$q"
   done
 } | xargs -P 2 -L 1 bash -c 'row "$@"' _
-echo "all rows in $OUT"
+"$PY" scripts/results_tables.py "$OUT"

@@ -15,6 +15,7 @@ something to rely on across devices).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -61,16 +62,33 @@ def _salts(seed: int, stream: int) -> tuple[int, int]:
     return s, _hash32_int(s ^ 0x68E31DA4)
 
 
+@functools.lru_cache(maxsize=64)
+def _salt_columns(seed: int, streams: tuple[int, ...], device: torch.device) -> tuple[Tensor, Tensor]:
+    """The two salts of each stream as ``[S, 1]`` int64 columns on ``device``, built once: a host-to-device
+    copy every batch would make the host wait for the GPU."""
+    salt_a, salt_b = zip(*(_salts(seed, stream) for stream in streams), strict=True)
+    return (
+        torch.tensor(salt_a, dtype=torch.long, device=device).view(-1, 1),
+        torch.tensor(salt_b, dtype=torch.long, device=device).view(-1, 1),
+    )
+
+
+def hash_bits_streams(keys: Tensor, seed: int, streams: Sequence[int]) -> Tensor:
+    """:func:`hash_bits` of several streams at once, ``[S, B]``: one pass of ~60 element-wise ops over
+    all streams instead of one per stream (each op is a kernel launch on a GPU)."""
+    keys = keys.long()
+    salt_a, salt_b = _salt_columns(seed, tuple(streams), keys.device)
+    high = _hash32_tensor(((keys >> 32) & _M32) ^ salt_a)
+    return _hash32_tensor(_hash32_tensor((keys & _M32) ^ high) ^ salt_b)
+
+
 def hash_bits(keys: Tensor, seed: int, stream: int) -> Tensor:
     """32 random-looking bits per key, as int64 in [0, 2**32), on ``keys``' device.
 
     A pure function of ``(key, seed, stream)``: both 32-bit halves of the key are mixed in, and for
     a fixed seed and stream distinct keys below 2**32 give distinct outputs (the hash is a bijection).
     """
-    keys = keys.long()
-    salt_a, salt_b = _salts(seed, stream)
-    high = _hash32_tensor(((keys >> 32) & _M32) ^ salt_a)
-    return _hash32_tensor(_hash32_tensor((keys & _M32) ^ high) ^ salt_b)
+    return hash_bits_streams(keys, seed, (stream,))[0]
 
 
 def hash_uniform(keys: Tensor, seed: int, stream: int) -> Tensor:
@@ -99,13 +117,13 @@ def random_crop_flip(images: Tensor, keys: Tensor, seed: int, padding: int, flip
     b, c, h, w = images.shape
     device = images.device
     keys = keys.to(device)
+    streams = ((STREAM_CROP_Y, STREAM_CROP_X) if padding > 0 else ()) + ((STREAM_FLIP,) if flip else ())
+    bits = hash_bits_streams(keys, seed, streams) if streams else None  # [S, B], one pass for all draws
     if padding > 0:
         padded = images.new_zeros(b, c, h + 2 * padding, w + 2 * padding)
         padded[:, :, padding : padding + h, padding : padding + w] = images
-        span = 2 * padding + 1
         # (bits * span) >> 32 maps 32 uniform bits onto {0, ..., span - 1} without float rounding
-        dy = (hash_bits(keys, seed, STREAM_CROP_Y) * span) >> 32
-        dx = (hash_bits(keys, seed, STREAM_CROP_X) * span) >> 32
+        dy, dx = (bits[:2] * (2 * padding + 1)) >> 32
     else:
         padded = images
         dy = dx = torch.zeros(b, dtype=torch.long, device=device)
@@ -113,7 +131,7 @@ def random_crop_flip(images: Tensor, keys: Tensor, seed: int, padding: int, flip
     rows = dy[:, None] + torch.arange(h, device=device)  # [B, H]
     cols = torch.arange(w, device=device).expand(b, w)
     if flip:
-        flipped = (hash_bits(keys, seed, STREAM_FLIP) >> 31).bool()
+        flipped = (bits[-1] >> 31).bool()
         cols = torch.where(flipped[:, None], (w - 1) - cols, cols)
     cols = dx[:, None] + cols  # [B, W]
     # One gather over the flattened padded planes; the index is shared by all channels.

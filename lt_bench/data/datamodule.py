@@ -101,6 +101,8 @@ class InMemoryLoader:
         self.sampling_fn = sampling_fn
         self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
         self.epoch = 0
+        self.batches_done = 0  # training batches handed out in the current epoch
+        self._resume_at: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
 
     batch_sampler = None  # Lightning inspects these two attributes of anything it treats as a dataloader
 
@@ -111,6 +113,20 @@ class InMemoryLoader:
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    # Lightning stores this with the loop state in every checkpoint, and loads it back only when it
+    # resumes inside an epoch. The loader has a length, so Lightning prefetches nothing: the batches
+    # handed out are exactly the batches trained on.
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batches_done": self.batches_done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume_at = (state["epoch"], state["batches_done"])
+
+    def _take_resume(self) -> int:
+        """Batches of this epoch done before the checkpoint the run resumed from (0 when none)."""
+        resume, self._resume_at = self._resume_at, None
+        return resume[1] if self.train and resume is not None and resume[0] == self.epoch else 0
 
     def _batches(self) -> list[Tensor]:
         if not self.train:
@@ -133,12 +149,16 @@ class InMemoryLoader:
         device = self.images.device
         n = len(self.cpu_labels)
         position = 0
-        for batch in self._batches():
+        skip = self.batches_done = self._take_resume()
+        for i, batch in enumerate(self._batches()):
             if self.train:
+                start, position = position, position + len(batch)
+                if i < skip:
+                    continue
                 mine = rank_slice(batch, self.rank, self.world_size)
-                keys = self.epoch * n + position + torch.arange(len(batch))
+                keys = self.epoch * n + start + torch.arange(len(batch))
                 keys = rank_slice(keys, self.rank, self.world_size)
-                position += len(batch)
+                self.batches_done = i + 1
                 idx = mine.to(device, non_blocking=True)
                 yield self.images[idx], self.labels[idx], keys.to(device, non_blocking=True), idx
             else:

@@ -32,6 +32,7 @@ def cri_per_sample(ldam_loss: Tensor, gamma: float, T: float, sigma: str) -> Ten
     modulated = focal_modulation(ldam_loss, gamma) * ldam_loss
     c = -((1.0 - T) ** gamma) * math.log(T)
     p = torch.exp(-ldam_loss)
+    outlier = p < T
     if sigma == "zero":
         replacement = torch.zeros_like(ldam_loss)
     elif sigma == "fixed":
@@ -39,9 +40,8 @@ def cri_per_sample(ldam_loss: Tensor, gamma: float, T: float, sigma: str) -> Ten
     else:
         # p is zeroed outside the outlier branch: p / T overflows for tiny T, and torch.where would
         # turn that unused branch's inf gradient into NaN
-        outlier_p = torch.where(p < T, p, torch.zeros_like(p))
-        replacement = (outlier_p / T) * c
-    return torch.where(p < T, replacement, modulated)
+        replacement = (torch.where(outlier, p, 0.0) / T) * c
+    return torch.where(outlier, replacement, modulated)
 
 
 class CRILoss(LogitLoss):

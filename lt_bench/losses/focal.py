@@ -23,7 +23,7 @@ def focal_modulation(ce: Tensor, gamma: float, detach: bool = False) -> Tensor:
     one_minus_p = (-torch.expm1(-ce)).clamp_min(torch.finfo(ce.dtype).tiny)
     if detach:
         one_minus_p = one_minus_p.detach()
-    return one_minus_p.pow(gamma)
+    return one_minus_p if gamma == 1 else one_minus_p.pow(gamma)  # x^1 = x exactly, gradient too
 
 
 class FocalLoss(LogitLoss):

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lt_bench.losses.base import Flag, LogitLoss, Real, class_count_tensor, target_mask
+from lt_bench.losses.base import Flag, LogitLoss, Real, class_count_tensor
+from lt_bench.losses.ldam import margin_logits
 
 
 def kps_geometry(
@@ -71,7 +72,7 @@ class KPSLoss(LogitLoss):
     def per_sample(self, logits: Tensor, targets: Tensor) -> Tensor:
         self.check_width(logits, self.radius.numel())
         dtype = logits.dtype
-        adjusted = self.radius.to(dtype) * logits - target_mask(logits, targets) * self.margin.to(dtype)
+        adjusted = margin_logits(self.radius.to(dtype) * logits, targets, self.margin)
         scale = self.ga_scale.to(dtype)[targets].unsqueeze(1) if self.ga else self.s
         return F.cross_entropy(scale * adjusted, targets, reduction="none")
 

@@ -122,16 +122,18 @@ class ARConvLMethod(LongTailModule):
 
     # -- training ----------------------------------------------------------------------------------
     def training_loss(self, x: Tensor, y: Tensor, indices: Tensor, batch_idx: int) -> Tensor:
-        sq_dist = self.head.squared_distances(self.backbone(x))
-        terms = arconvl_loss(
-            sq_dist,
-            self.head.centres,
-            self.head.radius_sq,
-            y,
-            self.alpha,
-            self.log_prior,
-            self.cfg.method.gamma,
-        )
+        features = self.embed(x).float()
+        # ||f||^2 - 2 f.C + ||C||^2 cancels badly in bfloat16: distances and losses stay float32
+        with torch.autocast(features.device.type, enabled=False):
+            terms = arconvl_loss(
+                self.head.squared_distances(features),
+                self.head.centres,
+                self.head.radius_sq,
+                y,
+                self.alpha,
+                self.log_prior,
+                self.cfg.method.gamma,
+            )
         parts = {
             "train/loss_margin": terms.margin,
             "train/loss_centre": terms.centre,
@@ -141,6 +143,7 @@ class ARConvLMethod(LongTailModule):
         self.log_dict(
             {k: v.detach() for k, v in parts.items()}, on_step=False, on_epoch=True, batch_size=len(y)
         )
+        self.loss_terms = {k.removeprefix("train/loss_"): v.detach() for k, v in parts.items()}
         return terms.total
 
     def region_state(self) -> dict[str, float]:

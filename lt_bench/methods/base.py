@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from lt_bench.checkpointing import last_checkpoint
 from lt_bench.config import params_of
 from lt_bench.data.datamodule import DataInfo
 from lt_bench.errors import TrainingDiverged
@@ -45,6 +46,7 @@ class LongTailModule(L.LightningModule):
         self.register_buffer("class_counts", counts, persistent=False)
         self.schedule = Schedule(**params_of(cfg.schedule))
         self.backbone, self.head = self.build_model()
+        self._apply_speed_options()
         self.loss_before, self.loss_after = self.build_losses()
         metric_args = dict(
             num_classes=info.num_classes,
@@ -56,8 +58,11 @@ class LongTailModule(L.LightningModule):
         self.val_metrics = LongTailMetrics(**metric_args)
         self.test_metrics = LongTailMetrics(**metric_args)
         self.class_weights: Tensor | None = None
+        self.loss_terms: dict[str, Tensor] = {}  # parts of a composite loss, named when it diverges
         self.test_result: dict[str, Any] | None = None
         self.val_result: dict[str, Any] | None = None
+        # first non-finite loss of the epoch, (batch index, value), recorded on the device
+        self._non_finite: tuple[Tensor, Tensor] | None = None
 
     # -- construction -------------------------------------------------------------------------------
     def build_model(self) -> tuple[nn.Module, nn.Module]:
@@ -68,6 +73,16 @@ class LongTailModule(L.LightningModule):
         )
         head = build_head(self.cfg.loss.get("head", "linear"), backbone.out_dim, info.num_classes)
         return backbone, head
+
+    def _apply_speed_options(self) -> None:
+        """``trainer.channels_last`` and ``trainer.compile``, applied to the backbone only: the head is
+        tiny and stays in float32 (see :meth:`forward`)."""
+        t = self.cfg.trainer
+        self.channels_last = bool(t.get("channels_last", False))
+        if self.channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+        if t.get("compile", False):
+            self.backbone.compile()  # in place: state_dict keys (and so checkpoints) stay unchanged
 
     def _with_image_size(self, params: dict) -> dict:
         if self.cfg.backbone.name == "convnet":
@@ -94,13 +109,22 @@ class LongTailModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         epoch = self.current_epoch
-        weights = self.schedule.class_weights(epoch, self.info.class_counts)
-        self.class_weights = None if weights is None else weights.to(self.device)
-        self._apply_phase_to_optimizer(epoch)
+        self._enter_epoch(epoch)
         values = {
             f"schedule/{k}": float(v) for k, v in self.schedule.values(epoch, self.info.class_counts).items()
         }
         self.log_dict(values, on_step=False, on_epoch=True, sync_dist=False)
+
+    def on_train_start(self) -> None:
+        # Resumed inside an epoch (a SIGTERM checkpoint), Lightning skips on_train_epoch_start: the
+        # epoch's weights, optimizer settings and frozen backbone must still be in place.
+        if self.trainer.fit_loop.restarted_mid_epoch:
+            self._enter_epoch(self.current_epoch)
+
+    def _enter_epoch(self, epoch: int) -> None:
+        weights = self.schedule.class_weights(epoch, self.info.class_counts)
+        self.class_weights = None if weights is None else weights.to(self.device)
+        self._apply_phase_to_optimizer(epoch)
         self.on_stage(epoch)
 
     def _apply_phase_to_optimizer(self, epoch: int) -> None:
@@ -120,8 +144,18 @@ class LongTailModule(L.LightningModule):
         """Hook for methods whose procedure changes with the epoch (freezing, re-initialising)."""
 
     # -- training ----------------------------------------------------------------------------------
+    def embed(self, x: Tensor) -> Tensor:
+        """Backbone features (in bfloat16 under ``trainer.precision=bf16-mixed``)."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.backbone(x)
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.backbone(x))
+        features = self.embed(x)
+        # The head (and so the loss on its logits) runs in float32 even under mixed precision: bfloat16
+        # keeps ~3 significant digits, too few for cosines scaled by s = 30 or log-prior offsets.
+        with torch.autocast(features.device.type, enabled=False):
+            return self.head(features.float())
 
     def training_loss(self, x: Tensor, y: Tensor, indices: Tensor, batch_idx: int) -> Tensor:
         """The loss of one batch; ``indices`` are the samples' positions in the training set."""
@@ -148,21 +182,57 @@ class LongTailModule(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         x, y, indices = batch
         loss = self.training_loss(x, y, indices, batch_idx)
-        if not torch.isfinite(loss.detach()):
-            self._diverged(loss, batch_idx)
+        self._watch_finite(loss, batch_idx)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
+    def _finite_check_due(self, batch_idx: int) -> bool:
+        """Reading the flag makes the host wait for the device, so on an accelerator it is read every
+        ``trainer.log_every_n_steps`` steps and at the epoch's last batch (before validation and the
+        epoch's checkpoint); on the CPU, where nothing runs ahead, every step."""
+        if self.device.type == "cpu":
+            return True
+        every = max(1, self.trainer.log_every_n_steps)
+        return (batch_idx + 1) % every == 0 or batch_idx + 1 >= self.trainer.num_training_batches
+
+    def _watch_finite(self, loss: Tensor, batch_idx: int) -> None:
+        """Record the first non-finite loss of the epoch on the device; stop once the record is read."""
+        value = loss.detach().float()
+        if self._non_finite is None or batch_idx == 0:
+            self._non_finite = (value.new_full((), -1, dtype=torch.long), value.new_zeros(()))
+        step, first_value = self._non_finite
+        is_first = ~torch.isfinite(value) & (step < 0)
+        step = torch.where(is_first, batch_idx, step)
+        self._non_finite = (step, torch.where(is_first, value, first_value))
+        if self._finite_check_due(batch_idx) and int(step) >= 0:
+            self._diverged(self._non_finite[1], int(step))
+
     def _diverged(self, loss: Tensor, batch_idx: int) -> None:
-        last = Path(self.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
-        kept = (
-            f"the last good checkpoint stays in {last}" if last.exists() else "no checkpoint was written yet"
-        )
+        params = params_of(self.cfg.loss, drop=LOSS_USAGE_KEYS)
+        terms = {k: float(v) for k, v in self.loss_terms.items()}
         values = self.schedule.values(self.current_epoch, self.info.class_counts)
         raise TrainingDiverged(
-            f"the {self.cfg.loss.name} loss became {loss.item()} at epoch {self.current_epoch}, step {batch_idx} "
-            f"(schedule values {values}); {kept}. Lower optimizer.lr or check the loss parameters."
+            f"the {self.cfg.loss.name} loss {params} became {loss.item()} at epoch {self.current_epoch}, "
+            f"step {batch_idx}{f' (terms {terms})' if terms else ''} (schedule values {values}); "
+            f"{self._kept_checkpoint()}. Lower optimizer.lr or check the loss parameters."
         )
+
+    def _kept_checkpoint(self) -> str:
+        last = last_checkpoint(Path(self.trainer.default_root_dir))
+        if not last.exists():
+            return "no checkpoint was written yet"
+        return f"the last good checkpoint stays in {last}"
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A step can overflow the weights while its loss was still finite; saving them would replace the
+        # last good checkpoint with a useless one. One check per checkpoint, not per step.
+        finite = torch.stack([torch.isfinite(p).all() for p in self.parameters()]).all()
+        if not bool(finite):
+            raise TrainingDiverged(
+                f"the weights became non-finite during epoch {self.current_epoch} (after {self.global_step} "
+                f"optimizer steps) while the loss stayed finite; {self._kept_checkpoint()}. "
+                "Lower optimizer.lr or check the loss parameters."
+            )
 
     # -- evaluation --------------------------------------------------------------------------------
     def _eval_step(self, batch: tuple[Tensor, Tensor], metrics: LongTailMetrics) -> None:

@@ -39,9 +39,14 @@ class TwoStageModule(LongTailModule):
             self.stage2_entered.fill_(True)
 
     def _reset_head(self) -> None:
-        for module in self.head.modules():
-            if callable(getattr(module, "reset_parameters", None)):
-                module.reset_parameters()
+        # Drawn from a generator seeded by the run's seed, not the global one: every DDP rank draws the
+        # same head (their global generators part ways under AutoAugment), and so does a resumed run.
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(self.cfg.seed)
+            for module in self.head.modules():
+                if callable(getattr(module, "reset_parameters", None)):
+                    module.reset_parameters()
         optimizer = self.optimizers()
         optimizer = getattr(optimizer, "optimizer", optimizer)
         for p in self.head.parameters():

@@ -1,0 +1,308 @@
+"""Checkpoints a kill cannot corrupt, runs a SIGTERM pauses, and what ``ckpt_path=`` means.
+
+What a resumed run needs and where it comes from:
+
+- weights, BatchNorm statistics, persistent buffers (PHASE's ``stage2_entered`` and MSR
+  ``sample_weights``), optimizer (SGD/SAM momentum, per-group LR and weight decay), LR scheduler, loop
+  progress and ModelCheckpoint's best-so-far: Lightning's own checkpoint.
+- epoch order, crops, mixing lambdas: counters of ``(seed, epoch, step)``, nothing to save.
+- position inside an epoch: :class:`lt_bench.data.datamodule.InMemoryLoader`'s ``state_dict``, which
+  Lightning stores with the loop state.
+- torch's global generator (torchvision's AutoAugment / RandAugment / colour jitter draw from it):
+  :class:`ResumeState`, which also records the configuration and warns when a resume changes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import random
+import shlex
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from lt_bench.config import flatten_config
+from lt_bench.errors import ConfigError, RunInterrupted
+
+CHECKPOINT_DIR = "checkpoints"
+LAST = "last.ckpt"
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    return run_dir / CHECKPOINT_DIR / LAST
+
+
+# -- atomic writes --------------------------------------------------------------------------------------
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over it.
+
+    ``os.replace`` within one folder is atomic, so ``path`` holds either the previous checkpoint or the new
+    one, never a truncated file. Lightning's default writes through an fsspec transaction whose temporary
+    file lives in the system temp folder: when that is another filesystem (node-local ``/tmp``, shared
+    output storage) the final move is a copy, and a kill during it leaves half a checkpoint.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Every ``.ckpt`` (last, best, SIGTERM) is written by :func:`atomic_torch_save`."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options")
+        atomic_torch_save(checkpoint, Path(path))
+
+
+# -- global random state --------------------------------------------------------------------------------
+def rng_state() -> dict[str, Any]:
+    """The global generators as tensors and plain Python values (loadable with ``weights_only=True``)."""
+    numpy_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": {"key": torch.from_numpy(numpy_state[1].astype(np.int64)), "rest": list(numpy_state[2:])},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    np.random.set_state(("MT19937", state["numpy"]["key"].numpy().astype(np.uint32), *state["numpy"]["rest"]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# keys that change how a run is executed or reported, not what it computes: a resume may change them
+OPERATIONAL_KEYS = (
+    "ckpt_path",
+    "print_table",
+    "logger.",
+    "dataset.root",
+    "dataset.split_dir",
+    "dataset.num_workers",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.strategy",
+    "trainer.enable_progress_bar",
+    "trainer.log_every_n_steps",
+    "trainer.channels_last",
+    "trainer.compile",
+)
+
+
+def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``key: saved -> current`` for every setting that differs, operational keys aside."""
+    old, new = flatten_config(saved), flatten_config(current)
+    keys = sorted(k for k in old.keys() | new.keys() if not k.startswith(OPERATIONAL_KEYS))
+    return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k)]
+
+
+class ResumeState(L.Callback):
+    """What a resume needs beyond Lightning's own checkpoint: the global generators and the config.
+
+    The generators are restored before the first resumed batch, and nothing between the checkpoint and
+    that batch draws from them, so on one process the resumed run draws the numbers the uninterrupted
+    one drew. With several processes the checkpoint holds rank 0's state and every rank restores it;
+    only the global-generator augmentations (AutoAugment, RandAugment, colour jitter) then differ from
+    an uninterrupted run. A resume under a different configuration is allowed (training longer, say)
+    but said out loud: its result will not be the uninterrupted run's.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": rng_state(), "config": self.config}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        set_rng_state(state_dict["rng"])
+        changes = config_changes(state_dict.get("config", {}), self.config)
+        if changes:
+            print(
+                "lt_bench: warning: resuming with settings that differ from the checkpoint's, so the result "
+                f"will not be the uninterrupted run's: {'; '.join(changes)}",
+                file=sys.stderr,
+            )
+
+
+# -- SIGTERM ---------------------------------------------------------------------------------------------
+class StopOnSigterm(L.Callback):
+    """A SIGTERM during training stops every rank at the same step and writes ``last.ckpt`` there.
+
+    For the duration of ``fit`` this replaces Lightning's SIGTERM handler, which in DDP broadcasts from
+    inside the signal handler: that collective can pair with a different one on another rank, and two
+    gloo processes then hang for good (seen with Lightning 2.6; Lightning-AI/pytorch-lightning#20806).
+    Here the handler only records the request. After every training batch the ranks agree on it with one
+    reduction (an "any"); the epoch's last batch is decided at the epoch's end instead, after its
+    validation and checkpoint, so a validation is never cut short. Once agreed, Lightning's own flag is
+    set, its loop raises ``SIGTERMException`` at the end of that step on every rank, and
+    :meth:`on_exception` writes the checkpoint: it holds the batches done so far and the loader's
+    position, so ``ckpt_path=last`` continues with the next batch.
+
+    A SIGTERM while testing (after ``fit``) is Lightning's to handle: the run stops, nothing is saved,
+    and ``last.ckpt`` already holds the final epoch.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.requested = False
+        self.saved: Path | None = None
+        self.stage: str | None = None  # Lightning clears trainer.state.stage before the exception leaves
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning installs its handlers just before this; it restores the earlier ones when fit ends
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._request_stop)
+
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if batch_idx + 1 < trainer.num_training_batches:
+            self._stop_if_requested(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop_if_requested(trainer)
+
+    def _stop_if_requested(self, trainer: L.Trainer) -> None:
+        # one tiny all-reduce per step in DDP (Lightning already broadcasts its own flag every step)
+        if trainer.strategy.reduce_boolean_decision(self.requested, all=False):
+            trainer._signal_connector.received_sigterm = True
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, error: BaseException) -> None:
+        if not isinstance(error, SIGTERMException):
+            return
+        self.stage = trainer.state.stage.value if trainer.state.stage is not None else None
+        if trainer.training:
+            trainer.save_checkpoint(self.path)
+            self.saved = self.path
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command line that continues this run: its own overrides, ``ckpt_path=last``, its directory."""
+    overrides: list[str] = []
+    if HydraConfig.initialized():
+        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("ckpt_path=")]
+    args = [*overrides, "ckpt_path=last", f"hydra.run.dir={run_dir}"]
+    return " ".join(["python -m lt_bench", *map(shlex.quote, args)])
+
+
+@contextlib.contextmanager
+def stop_cleanly_on_sigterm(trainer: L.Trainer, run_dir: Path) -> Iterator[None]:
+    """Turns Lightning's ``SIGTERMException`` into :class:`RunInterrupted` naming the way back.
+
+    ``SIGTERMException`` is a bare ``SystemExit``: left alone, a terminated run exits with status 0, as
+    if it had finished, and without a word.
+    """
+    try:
+        yield
+    except SIGTERMException:
+        if not trainer.is_global_zero:  # every rank stops; rank 0 alone says so
+            raise SystemExit(RunInterrupted.exit_code) from None
+        saver = next(c for c in trainer.callbacks if isinstance(c, StopOnSigterm))
+        last = last_checkpoint(run_dir)
+        if saver.saved is not None:
+            kept = f"saved {saver.saved}"
+        elif last.is_file():
+            kept = f"nothing saved while in the {saver.stage} stage; {last} holds the last completed epoch"
+        else:
+            kept = "no checkpoint was written yet"
+        where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
+        raise RunInterrupted(
+            f"stopped by SIGTERM at {where}; {kept}. Continue with: {resume_command(run_dir)}"
+        ) from None
+
+
+def keep_logged_metrics(logger: Any, run_dir: Path) -> None:
+    """A run resumed in its own directory keeps the ``metrics.csv`` rows logged before the interruption.
+
+    Lightning's CSV logger deletes an existing ``metrics.csv`` when it starts; the rows are read first
+    and written back at once, ahead of the resumed run's.
+    """
+    path = run_dir / ExperimentWriter.NAME_METRICS_FILE
+    if logger is None or not path.is_file():
+        return
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    experiment = getattr(logger, "experiment", None)  # CSVLogger: creating it deletes the file
+    if isinstance(experiment, ExperimentWriter) and Path(experiment.metrics_file_path) == path:
+        experiment.metrics[:0] = rows
+        experiment.save()
+
+
+# -- ckpt_path= ------------------------------------------------------------------------------------------
+def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
+    """The checkpoint to start from, or None to start afresh.
+
+    ``last``: ``<run dir>/checkpoints/last.ckpt``, which must exist; ``auto``: the same when it exists,
+    else start afresh (one command line for a job that a scheduler may requeue); else an existing file.
+    """
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "auto":
+        return str(last_checkpoint(run_dir)) if last_checkpoint(run_dir).is_file() else None
+    if ckpt_path == "last":
+        path = last_checkpoint(run_dir)
+        if not path.is_file():
+            raise ConfigError(
+                f"ckpt_path=last continues the run in hydra.run.dir, but {path} does not exist; "
+                "point hydra.run.dir=PATH at the directory of the run to continue (it holds checkpoints/), "
+                "pass ckpt_path=PATH/TO/FILE.ckpt, or ckpt_path=auto to start afresh when there is none"
+            )
+        return str(path)
+    if not Path(ckpt_path).is_file():
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} does not exist; pass a checkpoint file "
+            "(e.g. outputs/DATE/TIME/checkpoints/last.ckpt) or ckpt_path=last with hydra.run.dir=RUN_DIR"
+        )
+    return ckpt_path
+
+
+# -- model selection -------------------------------------------------------------------------------------
+class BestCheckpoint(ModelCheckpoint):
+    """Keeps the epoch with the best ``monitor`` value, the *later* epoch on a tie.
+
+    Lightning keeps the earlier one. With a small validation split ties are common (a tail class with one
+    or two validation images gives G-mean exactly 0, or 1, for many epochs), and the earlier rule then
+    selects an epoch-0 model; the later model has trained longer at the same validation score (the ARConvL
+    reference code also replaces its best model on ties).
+    """
+
+    def check_monitor_top_k(self, trainer: L.Trainer, current: torch.Tensor | None = None) -> bool:
+        if current is None:
+            return False
+        if self.save_top_k == -1 or len(self.best_k_models) < self.save_top_k:
+            return True
+        at_least_as_good = {"min": torch.le, "max": torch.ge}[self.mode]
+        decision = bool(at_least_as_good(current, self.best_k_models[self.kth_best_model_path]))
+        return trainer.strategy.reduce_boolean_decision(decision)

@@ -1,0 +1,46 @@
+"""``python -m lt_bench.bench --quick`` runs end to end and prints every section; timings are not checked."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import CONF, ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_bench_prints_every_section_and_ends_with_the_ratio():
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(
+        [sys.executable, "-m", "lt_bench.bench", "--quick", "--device", "cpu"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert re.fullmatch(r"lt_bench / plain-loop throughput ratio: \d+\.\d\d", lines[-1]), lines[-1]
+    tags = {line.split()[0] + " " + line.split()[1] for line in lines if line.startswith(("THROUGHPUT", "LOSS"))}
+    for variant in ("pil", "tensor", "lt_bench", "lt_bench_cl"):
+        assert f"THROUGHPUT {variant}" in tags
+    for loss in (path.stem for path in (CONF / "loss").glob("*.yaml")):
+        assert f"LOSS {loss}" in tags
+    assert sum(line.startswith("PHASE") for line in lines) == 3
+    assert any(line.startswith("RATIO lt_bench / plain loop on the same tensor pipeline") for line in lines)
+
+
+def test_bench_rejects_variant_lists_without_the_compared_pair():
+    result = subprocess.run(
+        [sys.executable, "-m", "lt_bench.bench", "--quick", "--variants", "tensor"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "--variants needs pil and lt_bench" in result.stderr
