@@ -567,13 +567,13 @@ def report_phase(p: PhaseCost) -> None:
     class_mb = max(p.counts) ** 2 * 8 / 1e6
     print(
         f"PHASE msr_weights on {p.n:,} x {p.dim} float32 features, 100 classes "
-        f"({p.counts[0]:,} ... {p.counts[-1]:,} per class, IF 100): {p.msr_seconds:.3f} s"
+        f"({p.counts[0]:,} ... {p.counts[-1]:,} per class, IF 100): {p.msr_seconds:.3g} s"
     )
     print(
         f"PHASE the pairwise within-class similarities it avoids: 2 sum_j n_j^2 d = {p.pair_flop:.2e} FLOP, "
-        f"~{p.pair_flop / p.rate:.1f} s at the {p.rate / 1e9:.1f} GFLOP/s that a {p.subsample:,} x "
+        f"~{p.pair_flop / p.rate:.3g} s at the {p.rate / 1e9:.0f} GFLOP/s that a {p.subsample:,} x "
         f"{p.subsample:,} float64 product of the largest class measured here "
-        f"({p.pair_flop / p.rate / p.msr_seconds:.0f}x msr_weights); memory {class_mb:.0f} MB for the "
+        f"({p.pair_flop / p.rate / p.msr_seconds:.1f}x msr_weights); memory {class_mb:.0f} MB for the "
         f"largest class's matrix, {full_gb:.0f} GB for an N x N one"
     )
     print(f"PHASE check: the O(N d) form equals the pairwise means on that subsample to {p.max_diff:.1e}")

@@ -26,7 +26,7 @@ def test_quick_bench_prints_every_section_and_ends_with_the_ratio():
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     assert re.fullmatch(r"lt_bench / plain-loop throughput ratio: \d+\.\d\d", lines[-1]), lines[-1]
-    tags = {line.split()[0] + " " + line.split()[1] for line in lines if line.startswith(("THROUGHPUT", "LOSS"))}
+    tags = {" ".join(line.split()[:2]) for line in lines if line.startswith(("THROUGHPUT", "LOSS"))}
     for variant in ("pil", "tensor", "lt_bench", "lt_bench_cl"):
         assert f"THROUGHPUT {variant}" in tags
     for loss in (path.stem for path in (CONF / "loss").glob("*.yaml")):

@@ -159,6 +159,7 @@ class ARConvLMethod(LongTailModule):
         return state
 
     def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
         self.log_dict(self.region_state(), on_step=False, on_epoch=True, sync_dist=False)
 
     def on_train_end(self) -> None:

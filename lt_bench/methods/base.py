@@ -63,6 +63,9 @@ class LongTailModule(L.LightningModule):
         self.val_result: dict[str, Any] | None = None
         # first non-finite loss of the epoch, (batch index, value), recorded on the device
         self._non_finite: tuple[Tensor, Tensor] | None = None
+        # the epoch's training loss, summed on the device (sum of loss x batch size, samples)
+        self._epoch_loss: Tensor | None = None
+        self._epoch_samples = 0
 
     # -- construction -------------------------------------------------------------------------------
     def build_model(self) -> tuple[nn.Module, nn.Module]:
@@ -183,8 +186,22 @@ class LongTailModule(L.LightningModule):
         x, y, indices = batch
         loss = self.training_loss(x, y, indices, batch_idx)
         self._watch_finite(loss, batch_idx)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self._add_to_epoch_loss(loss, len(y))
         return loss
+
+    def _add_to_epoch_loss(self, loss: Tensor, n: int) -> None:
+        """Two device ops per step instead of ``self.log``, whose bookkeeping costs ~0.6 ms of host time per
+        call (a few percent of a GPU step); :meth:`on_train_epoch_end` logs the batch-size-weighted mean,
+        the figure ``self.log(on_epoch=True)`` gave."""
+        weighted = loss.detach().float() * n
+        self._epoch_loss = weighted if self._epoch_loss is None else self._epoch_loss + weighted
+        self._epoch_samples += n
+
+    def on_train_epoch_end(self) -> None:
+        if self._epoch_loss is not None:
+            mean = self._epoch_loss / self._epoch_samples
+            self.log("train/loss", mean, on_step=False, on_epoch=True, prog_bar=True, sync_dist=False)
+        self._epoch_loss, self._epoch_samples = None, 0
 
     def _finite_check_due(self, batch_idx: int) -> bool:
         """Reading the flag makes the host wait for the device, so on an accelerator it is read every
