@@ -9,14 +9,19 @@ Every figure comes from one process, one device and one thread count. Output lin
                 that are not timed. The timed window runs from the end of the last warm-up step to the end
                 of the last step (data fetch, augmentation, forward, backward and optimizer step of each),
                 with the device synchronised at its two ends only.
-``RATIO``       quotients of those medians.
+``RATIO``       the median over rounds of the quotient of two variants within each round (they ran back to
+                back, so load that changes between rounds cancels); the ``x`` column of THROUGHPUT too.
+``DATA``        the two input pipelines alone (no model), per batch: where the tensor pipeline's gain comes
+                from.
+``EPOCHS``      (``--epochs N``) seconds per epoch of a CIFAR-10-LT IF 100-sized run per lt_bench variant,
+                start to start (steps, epoch-end checkpoint, LR schedule), and 200 times that.
 ``LOSS``        forward + backward of every loss in ``conf/loss`` on 128 x 100 logits, relative to CE, on
-                its own and as a share of the measured training step.
+                its own (fastest of many interleaved rounds) and as a share of the measured training step.
 ``PHASE``       :func:`msr_weights` on 100,000 x 512 features against the pairwise within-class similarity
                 matrix it never forms (FLOP count x the rate measured on a subsample).
 
 The last line is ``lt_bench / plain-loop throughput ratio: X``: lt_bench (Lightning, default fp32
-configuration) over the reference loop (PIL + DataLoader), both in fp32.
+configuration) over the reference loop (PIL + DataLoader), both in fp32. docs/benchmarks.md has figures.
 """
 
 from __future__ import annotations
@@ -71,9 +76,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     p = argparse.ArgumentParser(prog="python -m lt_bench.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--steps", type=int, help="timed steps per variant and round (cpu 5, cuda 200)")
+    p.add_argument("--steps", type=int, help="timed steps per variant and round (cpu 8, cuda 200)")
     p.add_argument("--warmup", type=int, help="untimed steps before them (cpu 2, cuda 20)")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--workers", type=int, help="DataLoader workers of the PIL loop (cpu 0, cuda 4)")
     p.add_argument("--threads", type=int, help="torch threads for every variant (default: torch's)")
     p.add_argument("--variants", help=f"comma-separated, from {', '.join(VARIANTS)}")
@@ -84,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     cuda = device.type == "cuda"
     if a.threads:
         torch.set_num_threads(a.threads)
-    variants = tuple(a.variants.split(",")) if a.variants else default_variants(device)
+    variants = tuple(a.variants.split(",")) if a.variants else DEFAULT_VARIANTS
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or "pil" not in variants or "lt_bench" not in variants:
         p.error(f"--variants needs pil and lt_bench, from {', '.join(VARIANTS)}; got {a.variants}")
@@ -95,7 +100,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         device=device,
         batch_size=16 if quick else a.batch_size,
         warmup=max(1, a.warmup if a.warmup is not None else (1 if quick else 20 if cuda else 2)),
-        steps=max(1, a.steps if a.steps is not None else (2 if quick else 200 if cuda else 5)),
+        steps=max(1, a.steps if a.steps is not None else (2 if quick else 200 if cuda else 8)),
         rounds=1 if quick else max(1, a.rounds),
         workers=a.workers if a.workers is not None else (4 if cuda else 0),
         variants=variants,
@@ -336,11 +341,38 @@ VARIANTS: dict[str, Variant] = {
         overrides=(*BF16_CL, "trainer.compile=true"),
     ),
 }
+# every variant but torch.compile's, whose compilation takes minutes (``--variants`` adds it)
+DEFAULT_VARIANTS = ("pil", "tensor", "lt_bench", "lt_bench_cl", "lt_bench_bf16")
 
 
-def default_variants(device: torch.device) -> tuple[str, ...]:
-    base = ("pil", "tensor", "lt_bench", "lt_bench_cl")
-    return (*base, "lt_bench_bf16") if device.type == "cuda" else base
+def data_costs(b: Bench) -> dict[str, float]:
+    """Seconds per training batch of each input pipeline alone, no model: the fastest of interleaved rounds
+    of 10 batches, each round after a first batch (which starts DataLoader workers) that is not timed."""
+    s = b.s
+    images, labels = b.images.to(s.device), b.labels.to(s.device)
+    feeds = {"pil": lambda: pil_batches(b), "tensor": lambda: tensor_batches(b, images, labels)}
+    n = min(10, s.warmup + s.steps - 1)
+    times: dict[str, list[float]] = {key: [] for key in feeds}
+    for _ in range(1 if s.rounds == 1 else 7):
+        for key, feed in feeds.items():
+            batches = feed()
+            next(batches)
+            synchronize(s.device)
+            start = time.perf_counter()
+            for _, _batch in zip(range(n), batches, strict=False):
+                pass
+            synchronize(s.device)
+            times[key].append((time.perf_counter() - start) / n)
+    return {key: min(t) for key, t in times.items()}
+
+
+def report_data(s: Settings, costs: dict[str, float]) -> None:
+    pil, tensor = costs["pil"] * 1e3, costs["tensor"] * 1e3
+    print(
+        f"DATA input pipeline alone, per batch of {s.batch_size}: PIL + transforms + DataLoader "
+        f"({s.workers} workers) {pil:.2f} ms, lt_bench tensor pipeline {tensor:.2f} ms "
+        f"({pil / tensor:.1f}x faster)"
+    )
 
 
 def throughput(b: Bench) -> dict[str, list[float]]:
@@ -525,28 +557,33 @@ def machine(device: torch.device) -> str:
     )
 
 
-def report_throughput(s: Settings, rates: dict[str, list[float]]) -> dict[str, float]:
-    medians = {key: statistics.median(r) for key, r in rates.items()}
-    base = medians["pil"]
+def paired_ratio(rates: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over rounds of ``a``'s images/s over ``b``'s in the same round: the two ran back to back,
+    so a load that changes from round to round cancels out of each quotient."""
+    return statistics.median(x / y for x, y in zip(rates[a], rates[b], strict=True))
+
+
+def report_throughput(s: Settings, rates: dict[str, list[float]]) -> None:
     width = max(len(VARIANTS[k].label) for k in rates)
     for key, r in rates.items():
         each = " ".join(f"{v:.1f}" for v in r)
         print(
-            f"THROUGHPUT {key:<16} {VARIANTS[key].label:<{width}}  {medians[key]:9.1f} images/s  "
-            f"{medians[key] / base:5.2f}x  [rounds: {each}]"
+            f"THROUGHPUT {key:<16} {VARIANTS[key].label:<{width}}  {statistics.median(r):9.1f} images/s  "
+            f"{paired_ratio(rates, key, 'pil'):5.2f}x  [rounds: {each}]"
         )
     if s.workers == 0:
         print("THROUGHPUT (the PIL loop decodes in the training process: --workers 0)")
-    if "tensor" in medians:
-        print(f"RATIO tensor pipeline / PIL pipeline, same plain loop: {medians['tensor'] / base:.2f}")
+    print("RATIO: medians over rounds of the quotient within each round")
+    if "tensor" in rates:
+        tensor_over_pil = paired_ratio(rates, "tensor", "pil")
+        print(f"RATIO tensor pipeline / PIL pipeline, same plain loop: {tensor_over_pil:.2f}")
         print(
             "RATIO lt_bench / plain loop on the same tensor pipeline (Lightning's overhead): "
-            f"{medians['lt_bench'] / medians['tensor']:.2f}"
+            f"{paired_ratio(rates, 'lt_bench', 'tensor'):.2f}"
         )
     for key in ("lt_bench_cl", "lt_bench_bf16", "lt_bench_compile"):
-        if key in medians:
-            print(f"RATIO {key} / lt_bench: {medians[key] / medians['lt_bench']:.2f}")
-    return medians
+        if key in rates:
+            print(f"RATIO {key} / lt_bench: {paired_ratio(rates, key, 'lt_bench'):.2f}")
 
 
 def report_losses(costs: dict[str, float], step_seconds: float) -> None:
@@ -593,12 +630,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     with tempfile.TemporaryDirectory(prefix="lt_bench_bench_") as tmp:
         bench = prepare(s, Path(tmp))
-        medians = report_throughput(s, throughput(bench))
+        rates = throughput(bench)
+        report_throughput(s, rates)
+        report_data(s, data_costs(bench))
         if s.epochs:
             whole_epochs(s, Path(tmp))
-    report_losses(loss_costs(s), s.batch_size / medians["lt_bench"])
+    report_losses(loss_costs(s), s.batch_size / statistics.median(rates["lt_bench"]))
     report_phase(phase_cost(s))
-    print(f"lt_bench / plain-loop throughput ratio: {medians['lt_bench'] / medians['pil']:.2f}")
+    print(f"lt_bench / plain-loop throughput ratio: {paired_ratio(rates, 'lt_bench', 'pil'):.2f}")
 
 
 if __name__ == "__main__":

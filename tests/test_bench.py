@@ -27,7 +27,7 @@ def test_quick_bench_prints_every_section_and_ends_with_the_ratio():
     lines = result.stdout.strip().splitlines()
     assert re.fullmatch(r"lt_bench / plain-loop throughput ratio: \d+\.\d\d", lines[-1]), lines[-1]
     tags = {" ".join(line.split()[:2]) for line in lines if line.startswith(("THROUGHPUT", "LOSS"))}
-    for variant in ("pil", "tensor", "lt_bench", "lt_bench_cl"):
+    for variant in ("pil", "tensor", "lt_bench", "lt_bench_cl", "lt_bench_bf16"):
         assert f"THROUGHPUT {variant}" in tags
     for loss in (path.stem for path in (CONF / "loss").glob("*.yaml")):
         assert f"LOSS {loss}" in tags
