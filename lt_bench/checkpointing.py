@@ -269,17 +269,17 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
     """
     if ckpt_path is None:
         return None
+    last = last_checkpoint(run_dir)
     if ckpt_path == "auto":
-        return str(last_checkpoint(run_dir)) if last_checkpoint(run_dir).is_file() else None
+        return str(last) if last.is_file() else None
     if ckpt_path == "last":
-        path = last_checkpoint(run_dir)
-        if not path.is_file():
+        if not last.is_file():
             raise ConfigError(
-                f"ckpt_path=last continues the run in hydra.run.dir, but {path} does not exist; "
+                f"ckpt_path=last continues the run in hydra.run.dir, but {last} does not exist; "
                 "point hydra.run.dir=PATH at the directory of the run to continue (it holds checkpoints/), "
                 "pass ckpt_path=PATH/TO/FILE.ckpt, or ckpt_path=auto to start afresh when there is none"
             )
-        return str(path)
+        return str(last)
     if not Path(ckpt_path).is_file():
         raise ConfigError(
             f"ckpt_path={ckpt_path} does not exist; pass a checkpoint file "

@@ -94,6 +94,15 @@ def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[L.Trai
     return trainer, checkpoint
 
 
+def build_run(cfg: DictConfig) -> tuple[Schedule, LongTailDataModule, L.LightningModule]:
+    """The schedule, the data (drawn as the schedule's sampling says) and the method of one config."""
+    schedule = Schedule(**params_of(cfg.schedule))
+    datamodule = LongTailDataModule(cfg.dataset, cfg.seed)
+    info = datamodule.prepare()
+    datamodule.sampling_fn = lambda epoch: schedule.class_sampling_probs(epoch, info.class_counts)
+    return schedule, datamodule, build_method(cfg, info)
+
+
 def _epoch_of(path: str) -> int | None:
     if "epoch=" not in path:
         return None
@@ -144,12 +153,8 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
 
-    schedule = Schedule(**params_of(cfg.schedule))
-    datamodule = LongTailDataModule(cfg.dataset, cfg.seed)
-    info = datamodule.prepare()
-    datamodule.sampling_fn = lambda epoch: schedule.class_sampling_probs(epoch, info.class_counts)
-    model = build_method(cfg, info)
-    has_val = datamodule.has_val
+    schedule, datamodule, model = build_run(cfg)
+    info, has_val = datamodule.info, datamodule.has_val
     trainer, checkpoint = build_trainer(cfg, run_dir, has_val)
     if ckpt_path is not None:
         keep_logged_metrics(trainer.logger, run_dir)

@@ -13,16 +13,20 @@ from conftest import CONF, ROOT
 pytestmark = pytest.mark.slow
 
 
-def test_quick_bench_prints_every_section_and_ends_with_the_ratio():
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run(
-        [sys.executable, "-m", "lt_bench.bench", "--quick", "--device", "cpu"],
+def run_bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m lt_bench.bench --quick ARGS`` as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "lt_bench.bench", "--quick", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
-        env=env,
+        timeout=timeout,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
+
+
+def test_quick_bench_prints_every_section_and_ends_with_the_ratio():
+    result = run_bench("--device", "cpu")
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     assert re.fullmatch(r"lt_bench / plain-loop throughput ratio: \d+\.\d\d", lines[-1]), lines[-1]
@@ -36,11 +40,5 @@ def test_quick_bench_prints_every_section_and_ends_with_the_ratio():
 
 
 def test_bench_rejects_variant_lists_without_the_compared_pair():
-    result = subprocess.run(
-        [sys.executable, "-m", "lt_bench.bench", "--quick", "--variants", "tensor"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_bench("--variants", "tensor", timeout=120)
     assert result.returncode == 2 and "--variants needs pil and lt_bench" in result.stderr

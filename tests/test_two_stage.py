@@ -8,10 +8,7 @@ import pytest
 import torch
 from conftest import make_config
 
-from lt_bench.config import params_of
-from lt_bench.data.datamodule import LongTailDataModule
-from lt_bench.methods import build_method
-from lt_bench.schedules import Schedule
+from lt_bench.train import build_run
 
 
 class Snapshots(L.Callback):
@@ -29,10 +26,7 @@ class Snapshots(L.Callback):
 def _fit(*overrides: str) -> Snapshots:
     cfg = make_config(*overrides, "trainer.max_epochs=3", "schedule.e0=1", "schedule.e1=1")
     L.seed_everything(cfg.seed, verbose=False)
-    schedule = Schedule(**params_of(cfg.schedule))
-    datamodule = LongTailDataModule(cfg.dataset, cfg.seed)
-    info = datamodule.prepare()
-    datamodule.sampling_fn = lambda epoch: schedule.class_sampling_probs(epoch, info.class_counts)
+    _, datamodule, model = build_run(cfg)
     snapshots = Snapshots()
     trainer = L.Trainer(
         max_epochs=3,
@@ -45,7 +39,7 @@ def _fit(*overrides: str) -> Snapshots:
         use_distributed_sampler=False,
         callbacks=[snapshots],
     )
-    trainer.fit(build_method(cfg, info), datamodule=datamodule)
+    trainer.fit(model, datamodule=datamodule)
     return snapshots
 
 
