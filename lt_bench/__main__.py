@@ -13,7 +13,7 @@ from lt_bench.errors import LtBenchError
 register()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     from lt_bench.train import train  # heavy imports after Hydra has parsed the command line
 

@@ -50,7 +50,7 @@ from lt_bench.methods.base import LOSS_USAGE_KEYS
 from lt_bench.methods.phase import mean_unit_similarity, msr_weights
 from lt_bench.models import build_backbone
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parent / "conf"
 NUM_CLASSES = 10
 
 

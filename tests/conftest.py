@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from lt_bench.config import register
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+CONF = ROOT / "lt_bench" / "conf"
 
 # tiny, fast settings every end-to-end test starts from
 FAST = [

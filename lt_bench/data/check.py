@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lt_bench.errors import ConfigError, LtBenchError
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def compose_config(overrides: Sequence[str]):
