@@ -22,11 +22,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check lt_bench tests
-	$(BIN)/ruff format --check lt_bench tests
+	$(BIN)/ruff check lt_bench tests benchmarks examples scripts
+	$(BIN)/ruff format --check lt_bench tests benchmarks examples scripts
 
 bench: $(STAMP)
-	$(BIN)/python -m lt_bench.bench $(ARGS)
+	$(BIN)/python -m benchmarks.bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache outputs/*/ multirun

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import hydra
@@ -22,6 +23,7 @@ def main(cfg: DictConfig) -> float:
     except LtBenchError as err:
         # one clear line instead of a traceback; SystemExit passes through Hydra untouched
         print(f"lt_bench: error: {err}", file=sys.stderr)
+        logging.getLogger("lt_bench").error("%s", err)
         raise SystemExit(err.exit_code) from None
 
 

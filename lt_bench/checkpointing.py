@@ -6,8 +6,8 @@ What a resumed run needs and where it comes from:
   ``sample_weights``), optimizer (SGD/SAM momentum, per-group LR and weight decay), LR scheduler, loop
   progress and ModelCheckpoint's best-so-far: Lightning's own checkpoint.
 - epoch order, crops, mixing lambdas: counters of ``(seed, epoch, step)``, nothing to save.
-- position inside an epoch: :class:`lt_bench.data.datamodule.InMemoryLoader`'s ``state_dict``, which
-  Lightning stores with the loop state.
+- position inside an epoch (in-memory data): :class:`lt_bench.data.memory.TrainLoader`'s ``state_dict``,
+  which Lightning stores with the loop state.
 - torch's global generator (torchvision's AutoAugment / RandAugment / colour jitter draw from it):
   :class:`ResumeState`, which also records the configuration and warns when a resume changes it.
 """

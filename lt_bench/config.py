@@ -6,26 +6,39 @@ cross-field rules that a type cannot express are checked by :func:`validate`, wh
 
 Groups whose keys depend on the chosen option (``loss``, ``backbone``, ``method``, ``logger``) are open
 nodes here; their builders check the keys against what that option accepts.
+
+``dataset`` is typed but open. :class:`DatasetConfig` holds the keys lt_bench's sources and backends read,
+and Hydra type-checks them when it composes; the node also accepts keys it does not name, so a source of
+your own (registered in :data:`lt_bench.data.sources.SOURCES`) can read keys of its own that its dataset
+YAML sets. A source declares the keys it reads by its loader's keyword parameters
+(:func:`lt_bench.data.sources.source_keys`); :func:`validate` rejects, in one line, a dataset key that
+is neither a :class:`DatasetConfig` field nor declared by the chosen ``dataset.source``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from lt_bench.data.profiles import PROFILES
+from lt_bench.data.sources import source_keys
 from lt_bench.errors import ConfigError
+from lt_bench.schedules import Schedule, schedule_of
 
 
 @dataclass
 class DatasetConfig:
-    name: str = "mnist_lt"
+    """The dataset keys every source shares, type-checked at composition (see the module docstring)."""
+
+    source: str = "mnist_lt"  # what is read: a name registered in lt_bench.data.sources.SOURCES
+    name: str = "${.source}"  # display name only (run tags, report columns), e.g. cifar10_lt for cifar10
     root: str | None = None
-    profile: str = "exp"  # exp | step | even_minority | none
+    profile: str = "exp"  # one of lt_bench.data.profiles.PROFILES
     imbalance_factor: float = 100.0
     quantity_ratio: float = 1.0
     val_fraction: float = 0.0
@@ -42,7 +55,7 @@ class DatasetConfig:
     many_threshold: int = 100
     few_threshold: int = 20
     group_by: str = "threshold"  # threshold | thirds
-    # synthetic source only (image_size is also the crop size of the file-based datasets)
+    # read by the synthetic source (image_size is also the crop size of the file-based datasets)
     num_classes: int = 10
     per_class: int = 100
     image_size: int = 16
@@ -54,29 +67,16 @@ class DatasetConfig:
 
 
 @dataclass
-class ScheduleConfig:
-    name: str = "none"
-    e0: int = 0
-    e1: int = 0
-    form: str = "power"  # power | log | inverse_log
-    rho: float = 1.0
-    delta: float = 1.0
-    weighting: str = "none"  # none | inverse | cb
-    beta: float = 0.9999
-    sampling: str = "instance"  # instance | exponent | mixture
-    mixing: str = "none"  # none | mixup | remix | ppmix
-    mix_alpha: float = 1.0
-    kappa: float = 3.0
-    tau: float = 0.5
-
-
-@dataclass
 class OptimizerConfig:
-    name: str = "sgd"  # sgd | sam
+    name: str = "sgd"  # sgd | adamw | sam
     lr: float = 0.1
-    momentum: float = 0.9
+    momentum: float = 0.9  # sgd
     weight_decay: float = 2e-4
-    nesterov: bool = False
+    nesterov: bool = False  # sgd
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
+    eps: float = 1e-8  # adamw
+    decay_norm_and_bias: bool = True  # false: no weight decay on 1-D tensors (biases, norm scales/shifts)
+    base: str = "sgd"  # the optimizer SAM wraps: sgd | adamw
     rho: float = 0.05  # SAM neighbourhood radius before schedule.e0
     rho_after: float | None = None  # SAM radius from schedule.e0 on (None: keep rho)
     weight_decay_after: float | None = None  # weight decay from schedule.e0 on (None: keep)
@@ -110,10 +110,10 @@ class TrainerConfig:
 
 @dataclass
 class Config:
-    dataset: DatasetConfig = MISSING
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)  # opened by _schema()
     backbone: Any = MISSING
     loss: Any = MISSING
-    schedule: ScheduleConfig = MISSING
+    schedule: Schedule = MISSING  # the schedule's one definition is its own schema
     optimizer: OptimizerConfig = MISSING
     lr_schedule: LRScheduleConfig = MISSING
     method: Any = MISSING
@@ -122,6 +122,7 @@ class Config:
     seed: int = 0
     ckpt_path: str | None = None
     print_table: bool = True
+    plugins: list[str] = field(default_factory=list)  # modules imported first (their registrations)
 
 
 def _epoch_fraction(fraction: str, max_epochs: int) -> int:
@@ -139,19 +140,43 @@ def register() -> None:
     if not OmegaConf.has_resolver("lt.epoch"):
         OmegaConf.register_new_resolver("lt.epoch", _epoch_fraction)
         OmegaConf.register_new_resolver("lt.epochs", _epoch_fractions)
-    ConfigStore.instance().store(name="lt_bench_schema", node=Config)
+    ConfigStore.instance().store(name="lt_bench_schema", node=_schema())
+
+
+def _schema() -> DictConfig:
+    """:class:`Config` with the ``dataset`` node open to the keys a source adds (its fields stay typed)."""
+    schema = OmegaConf.structured(Config)
+    OmegaConf.set_struct(schema.dataset, False)
+    return schema
 
 
 KNOWN = {
-    "dataset.profile": ("exp", "step", "even_minority", "none"),
-    "dataset.group_by": ("threshold", "thirds"),
-    "schedule.form": ("power", "log", "inverse_log"),
-    "schedule.weighting": ("none", "inverse", "cb"),
-    "schedule.sampling": ("instance", "exponent", "mixture"),
-    "schedule.mixing": ("none", "mixup", "remix", "ppmix"),
-    "optimizer.name": ("sgd", "sam"),
+    "dataset.profile": PROFILES,
+    "optimizer.name": ("sgd", "adamw", "sam"),
+    "optimizer.base": ("sgd", "adamw"),
     "lr_schedule.name": ("step", "cosine", "constant"),
 }
+
+
+def _known() -> dict[str, tuple[str, ...]]:
+    # lt_bench.metrics pulls in torchmetrics: imported when a run validates, not when the CLI starts
+    from lt_bench.metrics import GROUP_BY
+
+    return {**KNOWN, "dataset.group_by": GROUP_BY}
+
+
+_DATASET_KEYS = frozenset(f.name for f in fields(DatasetConfig))
+
+
+def _check_dataset_keys(d: DictConfig) -> None:
+    own = source_keys(d.source)  # a ConfigError listing the sources when dataset.source is none of them
+    unknown = [key for key in d if key not in _DATASET_KEYS and key not in own]
+    if unknown:
+        raise ConfigError(
+            f"{', '.join(f'dataset.{key}' for key in unknown)}: not a dataset key "
+            f"(lt_bench.config.DatasetConfig) and not read by dataset.source={d.source!r} "
+            f"(its keys: {', '.join(own) or 'none'}); fix the spelling, or remove it"
+        )
 
 
 def _get(cfg: DictConfig, dotted: str) -> Any:
@@ -169,14 +194,15 @@ def validate(cfg: DictConfig) -> None:
         OmegaConf.resolve(cfg)
     except Exception as err:  # an interpolation that cannot resolve is a config error, not a crash
         raise ConfigError(f"could not resolve the configuration: {err}") from None
-    for key, choices in KNOWN.items():
+    for key, choices in _known().items():
         value = _get(cfg, key)
         _require(
             value in choices,
             f"{key}={value!r} is not a known option; choose one of: {', '.join(choices)} "
             f"(e.g. {key}={choices[0]})",
         )
-    d, s, o, t, lr = cfg.dataset, cfg.schedule, cfg.optimizer, cfg.trainer, cfg.lr_schedule
+    d, o, t, lr = cfg.dataset, cfg.optimizer, cfg.trainer, cfg.lr_schedule
+    _check_dataset_keys(d)
     _require(
         d.imbalance_factor >= 1,
         f"dataset.imbalance_factor={d.imbalance_factor} must be >= 1 (n_max / n_min, e.g. 100)",
@@ -195,18 +221,15 @@ def validate(cfg: DictConfig) -> None:
         d.few_threshold <= d.many_threshold,
         f"dataset.few_threshold ({d.few_threshold}) must be <= dataset.many_threshold ({d.many_threshold})",
     )
-    _require(s.e0 >= 0, f"schedule.e0={s.e0} must be >= 0")
-    _require(
-        s.e1 >= s.e0,
-        f"schedule.e1 ({s.e1}) must be >= schedule.e0 ({s.e0}); set e1 = e0 for a step (deferred) schedule",
-    )
-    _require(s.rho > 0, f"schedule.rho={s.rho} must be > 0")
-    _require(s.delta >= 0, f"schedule.delta={s.delta} must be >= 0")
-    _require(0 < s.beta < 1, f"schedule.beta={s.beta} must be in (0, 1)")
-    _require(s.mix_alpha > 0, f"schedule.mix_alpha={s.mix_alpha} must be > 0")
+    schedule_of(cfg.schedule)  # the schedule validates itself
     _require(o.lr > 0, f"optimizer.lr={o.lr} must be > 0")
     _require(o.weight_decay >= 0, f"optimizer.weight_decay={o.weight_decay} must be >= 0")
     _require(o.rho >= 0, f"optimizer.rho={o.rho} must be >= 0")
+    _require(
+        len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas),
+        f"optimizer.betas={list(o.betas)} must be two numbers in [0, 1) (e.g. optimizer.betas=[0.9,0.999])",
+    )
+    _require(o.eps > 0, f"optimizer.eps={o.eps} must be > 0 (e.g. 1e-8)")
     _require(
         len(lr.milestones) == len(lr.factors),
         f"lr_schedule.milestones ({list(lr.milestones)}) and lr_schedule.factors ({list(lr.factors)}) "
@@ -218,8 +241,8 @@ def validate(cfg: DictConfig) -> None:
     )
     _require(t.max_epochs >= 1, f"trainer.max_epochs={t.max_epochs} must be >= 1")
     _require(
-        all(math.isfinite(v) for v in (d.imbalance_factor, o.lr, s.rho)),
-        "non-finite values are not allowed in dataset.imbalance_factor, optimizer.lr, schedule.rho",
+        all(math.isfinite(v) for v in (d.imbalance_factor, o.lr)),
+        "non-finite values are not allowed in dataset.imbalance_factor, optimizer.lr",
     )
     for group in ("loss", "backbone", "method", "logger"):
         _require(

@@ -1,12 +1,18 @@
-"""Optimizers (SGD, SAM) and epoch-wise learning-rate factors."""
+"""Optimizers (SGD, AdamW, and SAM around either) and epoch-wise learning-rate factors."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+
+from lt_bench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lt_bench.config import OptimizerConfig
 
 
 def lr_factor(
@@ -40,19 +46,19 @@ def lr_factor(
     return 1.0
 
 
-class SAM(torch.optim.SGD):
-    """Sharpness-aware minimisation around SGD (Foret et al.).
+class SharpnessAware:
+    """Sharpness-aware minimisation (Foret et al.) around the optimizer it is mixed into (SGD, AdamW).
 
     ``step(closure)`` takes the gradient ``g`` already computed at ``w`` by the closure's first call,
     moves to ``w + e`` with ``e = rho * g / ||g||`` (global L2 norm), recomputes the gradient there with
-    a second closure call, restores ``w`` and takes the SGD step with that gradient. Being an optimizer
-    with a closure, it works under Lightning's automatic optimisation, checkpoints like SGD and keeps
-    its LR in ``param_groups`` for any scheduler. ``rho`` is a plain attribute so the schedule can change
-    it at ``schedule.e0``.
+    a second closure call, restores ``w`` and takes the base optimizer's step with that gradient. Being
+    an optimizer with a closure, it works under Lightning's automatic optimisation, checkpoints like its
+    base optimizer and keeps its LR in ``param_groups`` for any scheduler. ``rho`` is a plain attribute so
+    the schedule can change it at ``schedule.e0``.
     """
 
-    def __init__(self, params: Iterable, rho: float = 0.05, **sgd_kwargs: float | bool) -> None:
-        super().__init__(params, **sgd_kwargs)
+    def __init__(self, params: Iterable, rho: float = 0.05, **base_kwargs: Any) -> None:
+        super().__init__(params, **base_kwargs)
         self.rho = rho
 
     @torch.no_grad()
@@ -72,7 +78,7 @@ class SAM(torch.optim.SGD):
                 moved.append((p, e))
         return moved
 
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:  # type: ignore[override]
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
         if closure is None:
             raise RuntimeError("SAM needs a closure that recomputes the loss and gradients")
         with torch.enable_grad():
@@ -88,16 +94,67 @@ class SAM(torch.optim.SGD):
         return loss
 
 
-def build_optimizer(
-    param_groups: list[dict],
-    name: str,
-    lr: float,
-    momentum: float,
-    weight_decay: float,
-    nesterov: bool,
-    rho: float = 0.05,
-) -> torch.optim.Optimizer:
-    kwargs = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
-    if name == "sam":
-        return SAM(param_groups, rho=rho, **kwargs)
-    return torch.optim.SGD(param_groups, **kwargs)
+class SAM(SharpnessAware, torch.optim.SGD):
+    """SAM around SGD (``optimizer=sam``, ``optimizer.base=sgd``)."""
+
+
+class SAMAdamW(SharpnessAware, torch.optim.AdamW):
+    """SAM around AdamW (``optimizer=sam optimizer.base=adamw``)."""
+
+
+# optimizer.name (or optimizer.base under SAM) -> (plain class, SAM class)
+_BASES: dict[str, tuple[type[torch.optim.Optimizer], type[torch.optim.Optimizer]]] = {
+    "sgd": (torch.optim.SGD, SAM),
+    "adamw": (torch.optim.AdamW, SAMAdamW),
+}
+
+
+def decay_groups(param_groups: list[dict], decay_norm_and_bias: bool) -> list[dict]:
+    """The method's param groups as the optimizer gets them, each tagged ``method_group`` (its index in
+    ``param_groups``, which picks its LR factor).
+
+    With ``decay_norm_and_bias=False`` each group's 1-D tensors (biases and the scales and shifts of
+    normalisation layers, the rule of timm and of the DeiT/ConvNeXt AdamW recipes) move to a twin group
+    with ``weight_decay = 0`` and ``decay_follows_phase = False``, so that ``optimizer.weight_decay_after``
+    leaves them undecayed too. The twin keeps every other key of its group (lr, ...); empty groups are
+    dropped.
+    """
+    out: list[dict] = []
+    for index, group in enumerate(param_groups):
+        params = group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        if decay_norm_and_bias:
+            out.append({**group, "params": params, "method_group": index})
+            continue
+        decayed = [p for p in params if p.ndim > 1]
+        flat = [p for p in params if p.ndim <= 1]
+        if decayed:
+            out.append({**group, "params": decayed, "method_group": index})
+        if flat:
+            no_decay = {"weight_decay": 0.0, "decay_follows_phase": False, "method_group": index}
+            out.append({**group, "params": flat, **no_decay})
+    return out
+
+
+def build_optimizer(param_groups: list[dict], o: OptimizerConfig) -> torch.optim.Optimizer:
+    """The optimizer ``o`` (an ``optimizer`` config node) describes, over :func:`decay_groups`.
+
+    SGD takes ``momentum``, ``nesterov``; AdamW ``betas``, ``eps`` and decays decoupled from the gradient
+    (``w <- w - lr * weight_decay * w``, Loshchilov & Hutter), as ``torch.optim.AdamW`` does; ``sam`` wraps
+    the one ``o.base`` names.
+    """
+    base = o.base if o.name == "sam" else o.name
+    if base not in _BASES or o.name not in (*_BASES, "sam"):
+        raise ConfigError(
+            f"optimizer={o.name!r} (base {base!r}) is not known; choose optimizer=sgd|adamw|sam, "
+            "and optimizer.base=sgd|adamw under sam"
+        )
+    if base == "adamw":
+        kwargs: dict[str, Any] = dict(lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+    else:
+        kwargs = dict(lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov)
+    plain, sharpness_aware = _BASES[base]
+    groups = decay_groups(param_groups, o.decay_norm_and_bias)
+    if o.name == "sam":
+        return sharpness_aware(groups, rho=o.rho, **kwargs)
+    return plain(groups, **kwargs)

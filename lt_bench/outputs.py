@@ -12,6 +12,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from lt_bench.plots import Curve, plot_per_class
+
 SCALAR_KEYS = ("top1", "balanced_acc", "many", "medium", "few", "gmean")
 
 
@@ -37,34 +39,23 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def plot_per_class(result: dict[str, Any], class_counts: list[int], path: Path) -> None:
-    """Per-class test recall against training count, classes ordered head to tail."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    order = sorted(range(len(class_counts)), key=lambda j: -class_counts[j])
-    recall = [result["per_class"][j] if result["per_class"][j] is not None else float("nan") for j in order]
-    fig, ax = plt.subplots(figsize=(max(6, len(order) * 0.25), 4))
-    ax.bar(range(len(order)), [class_counts[j] for j in order], color="#c7d7ea", label="training count")
-    ax.set_yscale("log")
-    ax.set_ylabel("training images (log)")
-    ax.set_xlabel("class (head to tail)")
-    if len(order) <= 30:
-        ax.set_xticks(range(len(order)), [str(j) for j in order])
-    ax2 = ax.twinx()
-    ax2.plot(range(len(order)), recall, "o-", color="#c0392b", label="test recall")
-    ax2.set_ylim(0, 1.02)
-    ax2.set_ylabel("test recall")
-    ax.set_title(f"per-class accuracy (balanced {result['balanced_acc']:.3f})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def plot_run_per_class(result: dict[str, Any], class_counts: list[int], path: Path) -> None:
+    """Per-class test accuracy of one run against training count."""
+    accuracy = [math.nan if r is None else r for r in result["per_class"]]
+    title = f"per-class accuracy (balanced {100 * result['balanced_acc']:.2f}%)"
+    plot_per_class([Curve("", class_counts, accuracy)], path, title)
 
 
 def _fmt(value: Any) -> str:
     return "—" if value is None else f"{100 * value:.2f}"
+
+
+def result_rows(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, test result) of the selected model (when selection ran) and of the final epoch."""
+    rows = [("final epoch", summary["test_last"])]
+    if summary.get("selected_by", "last") != "last":
+        rows.insert(0, (f"best {summary['selected_by']} (epoch {summary['best_epoch']})", summary["test"]))
+    return rows
 
 
 def print_results(summary: dict[str, Any], run_dir: Path) -> None:
@@ -72,10 +63,7 @@ def print_results(summary: dict[str, Any], run_dir: Path) -> None:
     table.add_column("model")
     for key in SCALAR_KEYS:
         table.add_column(key, justify="right")
-    rows = [("final epoch", summary["test_last"])]
-    if summary.get("selected_by", "last") != "last":
-        rows.insert(0, (f"best {summary['selected_by']} (epoch {summary['best_epoch']})", summary["test"]))
-    for label, result in rows:
+    for label, result in result_rows(summary):
         table.add_row(label, *(_fmt(result.get(k)) for k in SCALAR_KEYS))
     console = Console()
     console.print(table)

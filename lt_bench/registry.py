@@ -53,6 +53,10 @@ class Registry(Generic[T]):
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)
 
+    def defined_in(self, package: str) -> set[str]:
+        """Names whose entry is defined in ``package`` (e.g. ``lt_bench``: the built-ins, not plugins)."""
+        return {n for n, e in self._entries.items() if getattr(e, "__module__", "").split(".")[0] == package}
+
     def items(self) -> Iterable[tuple[str, T]]:
         return self._entries.items()
 

@@ -28,7 +28,17 @@ from typing import Any
 import yaml
 
 from lt_bench.config import flatten_config
-from lt_bench.stats import MeanStd, TestResult, average_ranks, best_indices, compare_groups, matched_blocks
+from lt_bench.plots import Curve, plot_per_class
+from lt_bench.stats import (
+    MeanStd,
+    PosthocRow,
+    TestResult,
+    average_ranks,
+    best_indices,
+    compare_groups,
+    holm_vs_control,
+    matched_blocks,
+)
 from lt_bench.stats import mean_std as _mean_std
 
 METRICS = ("top1", "balanced_acc", "many", "medium", "few", "gmean")
@@ -245,15 +255,17 @@ def group_cells(group: Group, metrics: Sequence[str], split: str) -> dict[str, M
     return cells
 
 
-def per_seed(group: Group, metric: str, split: str) -> dict[str, float | None]:
-    """``seed -> value`` (percent); runs that share a seed (another key varies inside the group) are
-    averaged so each seed is one block."""
+def per_block(group: Group, metric: str, split: str, block_by: str | None = None) -> dict[str, float | None]:
+    """``block -> value`` (percent), a block being a seed, or with ``block_by`` a value of that key (a data
+    set, an imbalance factor: ARConvL's protocol ranks methods over data sets). Runs that share a block
+    are averaged so each block is one value."""
     values: dict[str, list[float]] = {}
     for run in group.runs:
         value = run.metric(split, metric)
         if value is not None:
-            values.setdefault(run.seed, []).append(100.0 * value)
-    return {seed: math.fsum(v) / len(v) for seed, v in values.items()}
+            block = run.seed if block_by is None else run.value(block_by)
+            values.setdefault(block, []).append(100.0 * value)
+    return {block: math.fsum(v) / len(v) for block, v in values.items()}
 
 
 @dataclass
@@ -261,16 +273,33 @@ class MetricTest:
     metric: str
     result: TestResult
     ranks: list[float] | None  # average rank per group (1 = best), three or more groups only
+    posthoc: list[PosthocRow] | None = None  # Holm against the control group, when one is chosen
 
 
-def significance(groups: Sequence[Group], metrics: Sequence[str], split: str) -> list[MetricTest]:
-    """One test per metric across the seeds every group shares."""
+def find_control(groups: Sequence[Group], keys: Sequence[str], control: str) -> int:
+    """Index of the group named ``control``: its ``key=value, ...`` name or its values joined by commas."""
+    for i, g in enumerate(groups):
+        if control in (group_name(keys, g.label), ",".join(g.label)):
+            return i
+    names = "; ".join(group_name(keys, g.label) for g in groups)
+    raise ReportError(f"--control {control!r} matches no group; the groups are: {names}")
+
+
+def significance(
+    groups: Sequence[Group],
+    metrics: Sequence[str],
+    split: str,
+    block_by: str | None = None,
+    control: int | None = None,
+) -> list[MetricTest]:
+    """One test per metric across the blocks every group shares; Holm vs ``control`` after Friedman."""
     tests = []
     for metric in metrics:
-        _, blocks = matched_blocks([per_seed(g, metric, split) for g in groups])
+        _, blocks = matched_blocks([per_block(g, metric, split, block_by) for g in groups])
         result = compare_groups(blocks, len(groups))
         ranks = average_ranks(blocks) if len(groups) >= 3 and blocks else None
-        tests.append(MetricTest(metric, result, ranks))
+        posthoc = holm_vs_control(blocks, control) if control is not None and blocks else None
+        tests.append(MetricTest(metric, result, ranks, posthoc))
     return tests
 
 
@@ -366,16 +395,21 @@ def group_name(keys: Sequence[str], label: Sequence[str]) -> str:
 
 
 def render_significance(
-    groups: Sequence[Group], keys: Sequence[str], tests: Sequence[MetricTest], fmt: str
+    groups: Sequence[Group],
+    keys: Sequence[str],
+    tests: Sequence[MetricTest],
+    fmt: str,
+    blocks: str = "seeds",
 ) -> str:
-    """The tests per metric and, for three or more groups, the average rank of each group per metric."""
+    """The tests per metric, for three or more groups the average rank of each group per metric, and the
+    Holm post-hoc comparison with the control group when one was chosen."""
     if len(groups) < 2:
         return ""
     if len(groups) == 2:
         a, b = (group_name(keys, g.label) for g in groups)
-        title = f"Wilcoxon signed-rank test (two-sided) over matched seeds: {a} vs {b}"
+        title = f"Wilcoxon signed-rank test (two-sided) over matched {blocks}: {a} vs {b}"
     else:
-        title = f"Friedman test over matched seeds ({len(groups)} groups)"
+        title = f"Friedman test over matched {blocks} ({len(groups)} groups)"
     header = ["metric", "statistic", "p", "seeds", "note"]
     rows = [
         [
@@ -400,9 +434,29 @@ def render_significance(
         bold = [{offset + j for j, t in enumerate(ranked) if i in best[t.metric]} for i in range(len(groups))]
         align = "l" * offset + "r" * len(ranked)
         parts += [
-            _caption("Average rank over matched seeds (1 = best)", fmt),
+            _caption(f"Average rank over matched {blocks} (1 = best)", fmt),
             _table([*label_header, *(t.metric for t in ranked)], rank_rows, bold, fmt, align),
         ]
+    for t in tests:
+        if t.posthoc:
+            control = next(i for i in range(len(groups)) if i not in {r.group for r in t.posthoc})
+            header = ["group", "rank diff", "z", "p", "p (Holm)", "at 0.05"]
+            rows = [
+                [
+                    group_name(keys, groups[r.group].label),
+                    f"{r.rank_difference:+.2f}",
+                    f"{r.z:.3f}",
+                    _fmt_number(r.p, 3),
+                    _fmt_number(r.p_holm, 3),
+                    "differs" if r.p_holm <= 0.05 else "—",
+                ]
+                for r in t.posthoc
+            ]
+            caption = (
+                f"Holm post-hoc test vs {group_name(keys, groups[control].label)} on {t.metric} "
+                f"(Demšar's rank z over {blocks}; rank diff > 0: the control ranks better)"
+            )
+            parts += [_caption(caption, fmt), _table(header, rows, [set()] * len(rows), fmt, "lrrrrl")]
     return "\n\n".join(parts)
 
 
@@ -456,39 +510,18 @@ def _pyplot():
     return plt
 
 
-def plot_per_class(groups: Sequence[Group], keys: Sequence[str], split: str, metric: str, path: Path) -> None:
+def plot_groups_per_class(
+    groups: Sequence[Group], keys: Sequence[str], split: str, metric: str, path: Path
+) -> None:
     """Per-class recall against training count, one line per group (the best MAX_CURVES by ``metric``)."""
-    plt = _pyplot()
     chosen = list(groups)
     title = f"per-class {split} accuracy vs training count (mean over seeds)"
     if len(chosen) > MAX_CURVES:
         chosen.sort(key=lambda g: -_nan_to(group_cells(g, [metric], split)[metric].mean, -1.0))
         chosen = chosen[:MAX_CURVES]
         title += f"\n{MAX_CURVES} best of {len(groups)} groups by {metric}"
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for g in chosen:
-        counts, recalls = per_class_curve(g, split)
-        if not counts:
-            continue
-        order = sorted(range(len(counts)), key=lambda j: counts[j])
-        ax.plot(
-            [counts[j] for j in order],
-            [100 * recalls[j] for j in order],
-            "o-",
-            ms=4,
-            alpha=0.85,
-            label=group_name(keys, g.label),
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("training images of the class (log)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(-2, 102)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    curves = [Curve(group_name(keys, g.label), *per_class_curve(g, split)) for g in chosen]
+    plot_per_class([c for c in curves if c.counts], path, title)
 
 
 def _nan_to(value: float, default: float) -> float:
@@ -542,6 +575,8 @@ def build_report(
     by: Sequence[str] | None = None,
     fmt: str = "md",
     split: str = "test",
+    block_by: str | None = None,
+    control: str | None = None,
 ) -> tuple[str, str, list[Group], list[str], list[str]]:
     """(main table, significance text, groups, grouping keys, warnings) for the runs under ``root``."""
     check_metrics(metrics)
@@ -555,14 +590,20 @@ def build_report(
             f"no run under {root} has a {split!r} result (val exists only with dataset.val_fraction > 0)"
         )
     if by is None:
-        keys = swept_keys(runs)
+        keys = [k for k in swept_keys(runs) if k != block_by]
     else:
         keys = list(by)
         check_keys(runs, keys)
+    if block_by is not None:
+        check_keys(runs, [block_by])
+        if block_by in keys:
+            raise ReportError(f"--block-by {block_by} cannot also group the runs (--by); drop it from --by")
     groups = group_runs(runs, keys)
     table = render_table(groups, keys, metrics, split, fmt)
-    tests = significance(groups, metrics, split)
-    return table, render_significance(groups, keys, tests, fmt), groups, keys, warnings
+    control_index = None if control is None else find_control(groups, keys, control)
+    tests = significance(groups, metrics, split, block_by, control_index)
+    blocks = "seeds" if block_by is None else f"values of {block_by} (mean over seeds)"
+    return table, render_significance(groups, keys, tests, fmt, blocks), groups, keys, warnings
 
 
 def _split_list(text: str | None) -> list[str] | None:
@@ -595,6 +636,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=SPLITS,
         help="which result of summary.json: test (selected model, default), test_last (final epoch), val",
     )
+    parser.add_argument(
+        "--block-by",
+        default=None,
+        help="key whose values are the blocks of the Friedman test (default: seeds), e.g. "
+        "dataset.imbalance_factor to rank methods over settings as ARConvL does",
+    )
+    parser.add_argument(
+        "--control",
+        default=None,
+        help="group to compare every other group with (Holm post-hoc after Friedman), e.g. method=arconvl",
+    )
     parser.add_argument("--out", type=Path, default=None, help="where tables and plots go (default: DIR)")
     parser.add_argument("--no-plots", action="store_true", help="write tables only")
     return parser
@@ -605,7 +657,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics = _split_list(args.metric) or []
     try:
         table, tests, groups, keys, warnings = build_report(
-            args.dir, metrics, _split_list(args.by), args.format, args.split
+            args.dir, metrics, _split_list(args.by), args.format, args.split, args.block_by, args.control
         )
         for line in warnings:
             print(f"lt_bench.report: warning: {line}", file=sys.stderr)
@@ -626,7 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 written[-1].write_text(tests + "\n")
             if not args.no_plots:
                 written.append(out / "per_class_vs_count.png")
-                plot_per_class(groups, keys, args.split, metrics[0], written[-1])
+                plot_groups_per_class(groups, keys, args.split, metrics[0], written[-1])
                 if len(keys) == 2:
                     written.append(out / f"heatmap_{metrics[0]}.png")
                     plot_heatmap(groups, keys, metrics[0], args.split, written[-1])

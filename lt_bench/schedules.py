@@ -14,10 +14,12 @@ Remix, PPmix). Every function here is pure in the epoch, so a resumed run contin
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from lt_bench.errors import ConfigError
@@ -92,15 +94,18 @@ def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
         )
 
 
-@dataclass(frozen=True)
+@dataclass
 class Schedule:
-    """A phase schedule and what it drives. Field names are the ``schedule.`` config keys.
+    """A phase schedule and what it drives: the one definition of the ``schedule.`` config group.
 
-    ``delta`` scales the progress: PPW's final weighting exponent, ADRW's ``nu``, PPS's final
-    ``1 - q``. ``beta`` is the effective-number beta for ``weighting='cb'``; ``mix_alpha``, ``kappa``
-    and ``tau`` are mixup's Beta parameter and Remix's thresholds.
+    The dataclass is also the group's Hydra schema (:mod:`lt_bench.config`), so its fields are the config
+    keys and their defaults; constructing it (:func:`schedule_of`) is the validation. ``name`` only labels
+    the preset (``schedule=drw``). ``delta`` scales the progress: PPW's final weighting exponent, ADRW's
+    ``nu``, PPS's final ``1 - q``. ``beta`` is the effective-number beta for ``weighting='cb'``;
+    ``mix_alpha``, ``kappa`` and ``tau`` are mixup's Beta parameter and Remix's thresholds.
     """
 
+    name: str = "none"
     e0: int = 0
     e1: int = 0
     form: str = "power"
@@ -120,6 +125,11 @@ class Schedule:
         _check_choice("weighting", self.weighting, WEIGHTINGS)
         _check_choice("sampling", self.sampling, SAMPLINGS)
         _check_choice("mixing", self.mixing, MIXINGS)
+        for key in ("delta", "beta", "mix_alpha", "kappa", "tau"):
+            value = getattr(self, key)
+            # an infinite Beta parameter makes the lambda draw loop forever; nothing here is meant unbounded
+            if not (isinstance(value, int | float) and math.isfinite(value)):
+                raise ConfigError(f"schedule.{key}={value!r} must be a finite number")
         if not self.delta >= 0:
             raise ConfigError(f"schedule.delta={self.delta} must be >= 0 (scale of the progress)")
         if self.sampling == "mixture" and self.delta > 1:
@@ -137,6 +147,13 @@ class Schedule:
             raise ConfigError(f"schedule.kappa={self.kappa} must be >= 1 (Remix count ratio, e.g. 3)")
         if not 0 <= self.tau <= 1:
             raise ConfigError(f"schedule.tau={self.tau} must be in [0, 1] (Remix lambda threshold, e.g. 0.5)")
+
+    @property
+    def active(self) -> bool:
+        """Whether the schedule does anything: weights, sampling or mixing, or a stage switch at ``e0``
+        that two-stage methods read (``schedule=none`` is the only inactive preset)."""
+        changes = self.weighting != "none" or self.sampling != "instance" or self.mixing != "none"
+        return changes or self.e1 > 0
 
     # -- progress ------------------------------------------------------------------------------------
     def progress(self, epoch: int) -> float:
@@ -218,6 +235,17 @@ class Schedule:
             "weight_ratio": 1.0 if weights is None else float(weights.max() / weights.min()),
             "sampling_ratio": float(probs.max() / probs.min()),
         }
+
+
+def schedule_of(node: Mapping[str, Any]) -> Schedule:
+    """The run's one :class:`Schedule` from its (resolved) ``schedule`` config node; raises ConfigError."""
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    unknown = sorted(set(values) - {f.name for f in fields(Schedule)})
+    if unknown:
+        raise ConfigError(
+            f"schedule has no key(s) {unknown}; valid: {', '.join(f.name for f in fields(Schedule))}"
+        )
+    return Schedule(**values)
 
 
 def plot_schedule(schedule: Schedule, max_epochs: int, path: str | Path, lambda_x: float = 0.5) -> None:

@@ -149,3 +149,54 @@ def compare_groups(blocks: Sequence[Sequence[float]], n_groups: int) -> TestResu
     if not blocks:
         return TestResult("friedman", None, None, 0, "no seed is shared by every group")
     return friedman(blocks)
+
+
+def holm_adjust(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni step-down adjusted p-values, in the input order.
+
+    With the m raw p-values sorted ascending, ``p_(i)`` is adjusted to ``max_{j <= i} min(1, (m - j + 1)
+    p_(j))`` (1-based ``j``): a hypothesis is rejected at level a exactly when its adjusted p is <= a.
+    """
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+@dataclass(frozen=True)
+class PosthocRow:
+    """One group against the control: the rank-difference z, its two-sided p and Holm's adjusted p."""
+
+    group: int
+    rank_difference: float  # average rank of the group minus the control's (> 0: the control ranks better)
+    z: float
+    p: float
+    p_holm: float
+
+
+def holm_vs_control(
+    blocks: Sequence[Sequence[float]], control: int, higher_is_better: bool = True
+) -> list[PosthocRow]:
+    """The post-hoc test after Friedman against one control group (Demšar, JMLR 2006, §3.2.2).
+
+    With k groups ranked over N blocks, ``z_i = (R_i - R_c) / sqrt(k (k + 1) / (6 N))`` is standard normal
+    under the null; the k - 1 two-sided p-values are Holm-adjusted (:func:`holm_adjust`).
+    """
+    n = len(blocks)
+    k = len(blocks[0]) if blocks else 0
+    if k < 2 or n < 1:
+        raise ValueError(f"a post-hoc test needs at least 2 groups and 1 block, got {k} and {n}")
+    if not 0 <= control < k:
+        raise ValueError(f"control index {control} is outside the {k} groups")
+    ranks = average_ranks(blocks, higher_is_better)
+    scale = math.sqrt(k * (k + 1) / (6.0 * n))
+    others = [i for i in range(k) if i != control]
+    diffs = [ranks[i] - ranks[control] for i in others]
+    zs = [d / scale for d in diffs]
+    ps = [float(2 * sps.norm.sf(abs(z))) for z in zs]
+    adjusted = holm_adjust(ps)
+    return [PosthocRow(i, d, z, p, a) for i, d, z, p, a in zip(others, diffs, zs, ps, adjusted, strict=True)]

@@ -23,12 +23,19 @@ from lt_bench.checkpointing import (
     resolve_ckpt_path,
     stop_cleanly_on_sigterm,
 )
-from lt_bench.config import params_of, validate
+from lt_bench.config import validate
 from lt_bench.data.datamodule import LongTailDataModule
 from lt_bench.loggers import build_logger, log_final
 from lt_bench.methods import build_method
-from lt_bench.outputs import plot_per_class, print_results, write_json
-from lt_bench.schedules import Schedule, plot_schedule
+from lt_bench.outputs import SCALAR_KEYS, plot_run_per_class, print_results, result_rows, write_json
+from lt_bench.registry import import_plugins
+from lt_bench.schedules import Schedule, plot_schedule, schedule_of
+
+log = logging.getLogger(__name__)
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
 
 
 def _quiet_lightning() -> None:
@@ -95,12 +102,11 @@ def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[L.Trai
 
 
 def build_run(cfg: DictConfig) -> tuple[Schedule, LongTailDataModule, L.LightningModule]:
-    """The schedule, the data (drawn as the schedule's sampling says) and the method of one config."""
-    schedule = Schedule(**params_of(cfg.schedule))
-    datamodule = LongTailDataModule(cfg.dataset, cfg.seed)
-    info = datamodule.prepare()
-    datamodule.sampling_fn = lambda epoch: schedule.class_sampling_probs(epoch, info.class_counts)
-    return schedule, datamodule, build_method(cfg, info)
+    """The run's one schedule, handed to the data (which draws epochs as its sampling says) and to the
+    method (weights, mixing, stage switches)."""
+    schedule = schedule_of(cfg.schedule)
+    datamodule = LongTailDataModule(cfg.dataset, cfg.seed, schedule)
+    return schedule, datamodule, build_method(cfg, datamodule.prepare(), schedule)
 
 
 def _epoch_of(path: str) -> int | None:
@@ -146,6 +152,7 @@ def _fit_and_test(
 def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
     """Train and test one configuration; return the metric a sweeper optimises."""
     started_at = time.time()
+    import_plugins(cfg.get("plugins") or [])
     validate(cfg)
     _quiet_lightning()
     run_dir = run_dir or run_dir_of(cfg)
@@ -155,6 +162,15 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
 
     schedule, datamodule, model = build_run(cfg)
     info, has_val = datamodule.info, datamodule.has_val
+    log.info("run directory %s; %s", run_dir, f"resuming from {ckpt_path}" if ckpt_path else "fresh start")
+    log.info(
+        "data: %d classes, train %d (counts %s), val %d, test %d",
+        info.num_classes,
+        info.train_size,
+        info.class_counts,
+        info.val_size,
+        info.test_size,
+    )
     trainer, checkpoint = build_trainer(cfg, run_dir, has_val)
     if ckpt_path is not None:
         keep_logged_metrics(trainer.logger, run_dir)
@@ -166,8 +182,11 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
 
     if trainer.is_global_zero:
         write_json(run_dir / "summary.json", summary)
-        plot_per_class(summary["test"], info.class_counts, run_dir / "per_class_accuracy.png")
-        if cfg.schedule.name != "none":
+        for label, result in result_rows(summary):
+            log.info("%s: %s", label, ", ".join(f"{k}={_percent(result.get(k))}" for k in SCALAR_KEYS))
+        log.info("wrote %s", run_dir / "summary.json")
+        plot_run_per_class(summary["test"], info.class_counts, run_dir / "per_class_accuracy.png")
+        if schedule.active:
             plot_schedule(schedule, cfg.trainer.max_epochs, run_dir / "schedule.png")
         if cfg.print_table:
             print_results(summary, run_dir)

@@ -36,11 +36,11 @@ mkdir -p "$OUT"/{baselines,ppl,phase,logit_adjustment,arconvl}
   echo "logit_adjustment vs_tla_adrw method=vs_tla_adrw"
   echo "logit_adjustment vs_tla_adrw_sam method=vs_tla_adrw optimizer=sam"
   echo "logit_adjustment kps loss=kps"
-  echo "logit_adjustment kps_ga method=kps_ga"
+  echo "logit_adjustment kps_ga method=kps_ga dataset.batch_size=64"
   for q in 10 100; do
     echo "arconvl ce_q$q $ARC dataset.imbalance_factor=$q loss=ce"
     echo "arconvl la_q$q $ARC dataset.imbalance_factor=$q loss=la"
-    echo "arconvl arconvl_q$q method=arconvl dataset.profile=even_minority dataset.imbalance_factor=$q"
+    echo "arconvl arconvl_q$q experiment=arconvl dataset.imbalance_factor=$q"
   done
 } | xargs -P 2 -L 1 bash -c 'row "$@"' _
 "$PY" scripts/results_tables.py "$OUT"

@@ -40,15 +40,15 @@ TABLES = {
         ("logit_adjustment/vs_tla_adrw", "VS + TLA + ADRW", "method=vs_tla_adrw"),
         ("logit_adjustment/vs_tla_adrw_sam", "VS + TLA + ADRW + SAM", "method=vs_tla_adrw optimizer=sam"),
         ("logit_adjustment/kps", "KPS", "loss=kps"),
-        ("logit_adjustment/kps_ga", "KPS-GA", "method=kps_ga"),
+        ("logit_adjustment/kps_ga", "KPS-GA", "method=kps_ga dataset.batch_size=64"),
     ],
     "ARConvL setting (even_minority, G-mean)": [
         ("arconvl/ce_q10", "CE, q = 10", "loss=ce"),
         ("arconvl/la_q10", "LA, q = 10", "loss=la"),
-        ("arconvl/arconvl_q10", "ARConvL, q = 10", "method=arconvl"),
+        ("arconvl/arconvl_q10", "ARConvL, q = 10", "experiment=arconvl"),
         ("arconvl/ce_q100", "CE, q = 100", "loss=ce"),
         ("arconvl/la_q100", "LA, q = 100", "loss=la"),
-        ("arconvl/arconvl_q100", "ARConvL, q = 100", "method=arconvl"),
+        ("arconvl/arconvl_q100", "ARConvL, q = 100", "experiment=arconvl"),
     ],
 }
 METRICS = ("balanced_acc", "few", "gmean")

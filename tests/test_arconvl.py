@@ -25,7 +25,8 @@ from lt_bench.losses.arconvl import (
     region_loss,
 )
 from lt_bench.methods.arconvl import ARConvLMethod, radius_lr_factor
-from tests.conftest import make_config
+from lt_bench.schedules import schedule_of
+from tests.helpers import make_config
 
 # centres (0,0), (4,0), (0,5): squared distances 16 (0-1), 25 (0-2), 41 (1-2);
 # nearest-other squared distances 16, 16, 25 -> h = (d_min/2)^2 = 4, 4, 6.25
@@ -171,6 +172,20 @@ def test_total_is_the_sum_of_terms():
     assert not terms.beta.requires_grad and not terms.sigma_sq.requires_grad
 
 
+def test_one_centre_matrix_gives_the_terms_of_separate_computations_bit_for_bit():
+    # arconvl_loss computes the C x C centre distances once for the bounds and the centre term; each
+    # function on its own computes them again: the same numbers, and the same gradients
+    terms, features, centres, a = _terms()
+    r_ben, r_upp = region_bounds(centres, a**2)
+    assert torch.equal(terms.r_ben_sq, r_ben) and torch.equal(terms.r_upp_sq, r_upp)
+    sigma_sq = adaptive_margin(r_ben, r_upp)
+    alone = centre_loss(centres, sigma_sq)
+    assert torch.equal(terms.centre, alone)
+    (got,) = torch.autograd.grad(terms.centre, centres)
+    (want,) = torch.autograd.grad(alone, centres)
+    assert torch.equal(got, want)
+
+
 # -- the LightningModule ---------------------------------------------------------------------------
 INFO = DataInfo(
     num_classes=3,
@@ -183,15 +198,19 @@ INFO = DataInfo(
 )
 
 
+def arconvl_module(cfg) -> ARConvLMethod:
+    return ARConvLMethod(cfg, INFO, schedule_of(cfg.schedule))
+
+
 def test_radius_lr_factor():
     assert [radius_lr_factor(e, 1e-2, 1e-3, 3) for e in range(5)] == pytest.approx([0.1, 0.1, 0.1, 1, 1])
 
 
 def test_module_head_groups_and_learning_rates():
     cfg = make_config(
-        "method=arconvl", "trainer.max_epochs=50", "method.latent_dim=2", "optimizer.weight_decay=5e-4"
+        "experiment=arconvl", "trainer.max_epochs=50", "method.latent_dim=2", "optimizer.weight_decay=5e-4"
     )
-    module = ARConvLMethod(cfg, INFO)
+    module = arconvl_module(cfg)
     assert module.backbone.out_dim == 2 and module.head.centres.shape == (3, 2)
     assert torch.allclose(module.head.radius_param, torch.full((3,), 0.1))
     assert torch.allclose(module.alpha, torch.tensor([1.0, 5.0, 10.0]))
@@ -216,7 +235,7 @@ def test_module_head_groups_and_learning_rates():
 
 
 def test_module_predicts_the_nearest_centre():
-    module = ARConvLMethod(make_config("method=arconvl", "method.latent_dim=2"), INFO).eval()
+    module = arconvl_module(make_config("method=arconvl", "method.latent_dim=2")).eval()
     with torch.no_grad():
         module.head.centres.copy_(CENTRES)
         features = torch.tensor([[0.2, -0.1], [3.0, 1.0], [0.5, 4.0], [1.9, 0.0]])
@@ -228,15 +247,38 @@ def test_module_predicts_the_nearest_centre():
         assert torch.allclose(module(x), module.head(module.backbone(x)))
 
 
+def test_loss_terms_are_logged_once_per_epoch_as_batch_weighted_means(monkeypatch):
+    module = arconvl_module(make_config("method=arconvl", "method.latent_dim=2")).train()
+    logged: dict = {}
+    monkeypatch.setattr(module, "log_dict", lambda values, **kwargs: logged.update(values))
+    torch.manual_seed(0)
+    x, y = torch.rand(6, 1, 28, 28), torch.tensor([0, 1, 2, 0, 1, 2])
+    per_step = []
+    for rows in (slice(0, 4), slice(4, 6)):
+        module.training_loss(x[rows], y[rows], torch.arange(6)[rows], 0)
+        per_step.append({k: float(v) for k, v in module.loss_terms.items()})
+    assert logged == {}  # nothing logged per step
+    module.on_train_epoch_end()
+    for name in ("margin", "centre", "region", "distribution"):
+        mean = (4 * per_step[0][name] + 2 * per_step[1][name]) / 6
+        assert logged[f"train/loss_{name}"] == pytest.approx(mean, rel=1e-6)
+    assert {"arconvl/beta", "arconvl/sigma2", "radius/2"} <= set(logged)
+    logged.clear()
+    module.on_train_epoch_end()  # the sums start again with the next epoch
+    assert "train/loss_margin" not in logged
+
+
 def test_module_rejects_what_it_would_ignore():
     with pytest.raises(ConfigError, match="loss"):
-        ARConvLMethod(make_config("method=arconvl", "loss=ldam"), INFO)
+        arconvl_module(make_config("method=arconvl", "loss=ldam"))
+    with pytest.raises(ConfigError, match="prototype_weight"):
+        arconvl_module(make_config("method=arconvl", "loss=gcpl", "method.latent_dim=2"))
     with pytest.raises(ConfigError, match="latent_dim"):
-        ARConvLMethod(make_config("method=arconvl", "backbone=resnet32", "method.latent_dim=2"), INFO)
+        arconvl_module(make_config("method=arconvl", "backbone=resnet32", "method.latent_dim=2"))
 
 
-def test_method_defaults_are_the_paper_setting():
-    cfg = make_config("method=arconvl", fast=False)
+def test_recipe_is_the_paper_setting():
+    cfg = make_config("experiment=arconvl", fast=False)
     assert cfg.trainer.max_epochs == 50 and cfg.trainer.select_by == "val/gmean"
     assert list(cfg.lr_schedule.milestones) == [26, 41] and list(cfg.lr_schedule.factors) == [0.1, 0.01]
     assert cfg.lr_schedule.warmup_epochs == 0 and cfg.dataset.val_fraction == 0.1
@@ -250,7 +292,7 @@ def test_end_to_end_tiny_run(tmp_path):
     from lt_bench.train import train
 
     cfg = make_config(
-        "method=arconvl",
+        "experiment=arconvl",
         "dataset.profile=even_minority",
         "dataset.imbalance_factor=10",
         "trainer.max_epochs=2",
@@ -266,3 +308,5 @@ def test_end_to_end_tiny_run(tmp_path):
     counts = summary["class_counts"]
     assert counts[0] * 5 < counts[1]  # even classes reduced to 1/10
     assert (tmp_path / "arconvl_regions.png").stat().st_size > 0
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {f"train/loss_{t}" for t in ("margin", "centre", "region", "distribution")} <= set(header)

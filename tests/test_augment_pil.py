@@ -16,10 +16,11 @@ from torch import Tensor, nn
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
-from lt_bench.bench import PILImages
+from benchmarks.throughput import PILImages
 from lt_bench.data.augment import BatchAugment, random_crop_flip
-from lt_bench.data.datamodule import InMemoryLoader
-from lt_bench.data.sources import CIFAR_MEAN, CIFAR_STD
+from lt_bench.data.memory import TensorLoader
+from lt_bench.data.samplers import EvalBatches
+from lt_bench.data.sources import CIFAR_MEAN, CIFAR_STD, TensorSplit
 from lt_bench.models import build_backbone
 
 SIZE, PAD, N = 32, 4, 4000
@@ -108,7 +109,8 @@ def test_fast_and_pil_evaluation_paths_give_identical_predictions():
     model = nn.Sequential(backbone, nn.Linear(backbone.out_dim, 10)).eval()
     augment = BatchAugment(padding=PAD, flip=True, mean=CIFAR_MEAN, std=CIFAR_STD, seed=0)
 
-    fast_x = [augment.eval(x) for x, _ in InMemoryLoader(images, labels, 32, train=False)]
+    loader = TensorLoader(TensorSplit(images, labels), EvalBatches(len(labels), 32))
+    fast_x = [augment.eval(x) for x, _ in loader]
     pil = PILImages(images, labels, T.Compose([T.ToTensor(), T.Normalize(CIFAR_MEAN, CIFAR_STD)]))
     pil_x = [x for x, _ in torch.utils.data.DataLoader(pil, batch_size=32)]
 

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from lt_bench.config import validate
 from lt_bench.errors import ConfigError
-from tests.conftest import CONF, make_config
+from tests.helpers import CONF, make_config
 
 EXPERIMENTS = sorted(p.stem for p in Path(CONF, "experiment").glob("*.yaml"))
 GROUP_OPTIONS = [
@@ -32,10 +32,10 @@ def test_every_group_option_composes(group, option):
 
 
 def test_recipes_follow_the_papers():
-    ppl = make_config("experiment=ppl_cri_cifar10_lt", fast=False)
+    ppl = make_config("experiment=ppl_cri", "dataset=cifar10_lt", fast=False)
     assert (ppl.schedule.e0, ppl.schedule.e1, ppl.schedule.rho, ppl.loss.name) == (100, 160, 5.0, "cri")
     assert list(ppl.lr_schedule.milestones) == [160, 180] and list(ppl.lr_schedule.factors) == [0.1, 0.01]
-    kps = make_config("method=kps_ga", "trainer.max_epochs=200")
+    kps = make_config("experiment=kps_ga", fast=False)
     assert kps.schedule.e0 == 120 and kps.loss.after_e0.ga is True and kps.dataset.batch_size == 64
     vs = make_config("experiment=vs_tla_adrw_sam_cifar10_lt_if100", fast=False)
     assert (vs.schedule.e0, vs.schedule.delta, vs.optimizer.rho, vs.optimizer.rho_after) == (

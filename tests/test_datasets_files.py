@@ -9,6 +9,7 @@ import gzip
 import json
 import struct
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,11 +20,12 @@ from PIL import Image
 
 from lt_bench.data import check as check_module
 from lt_bench.data.datamodule import LongTailDataModule
-from lt_bench.data.files import EpochBatchSampler, load_imagenet_lt, load_inat2018
-from lt_bench.data.samplers import draw_epoch, global_batches, rank_slice
-from lt_bench.data.sources import load_source, read_idx
+from lt_bench.data.files import IndexLists, load_imagenet_lt, load_inat2018
+from lt_bench.data.samplers import EpochBatches, draw_epoch, global_batches, rank_slice
+from lt_bench.data.sources import SOURCES, ImageSource, TensorSplit, read_idx
 from lt_bench.errors import ConfigError, DataError
-from tests.conftest import make_config, run_cli
+from lt_bench.schedules import Schedule
+from tests.helpers import make_config, run_cli
 
 # ------------------------------------------------------------------------------------------- writers
 
@@ -111,29 +113,29 @@ def write_inat(root: Path, counts=(5, 3, 1), val_per_class: int = 1) -> None:
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_files_load_in_file_order(tmp_path, gz):
     write_idx_set(tmp_path, gz=gz)
-    source = load_source("mnist", root=tmp_path)
-    assert source.train_images.shape == (60, 1, 28, 28) and source.train_images.dtype == torch.uint8
-    assert source.test_images.shape == (20, 1, 28, 28)
-    assert torch.equal(source.train_labels, torch.arange(10).repeat(6))
-    assert torch.equal(source.train_images[:, 0, 27, 27].long(), source.train_labels)
-    assert source.train_images[7, 0, 0, 0] == 7 and source.num_classes == 10
+    source = SOURCES.get("mnist")(root=tmp_path)
+    assert source.train.images.shape == (60, 1, 28, 28) and source.train.images.dtype == torch.uint8
+    assert source.test.images.shape == (20, 1, 28, 28)
+    assert torch.equal(source.train.labels, torch.arange(10).repeat(6))
+    assert torch.equal(source.train.images[:, 0, 27, 27].long(), source.train.labels)
+    assert source.train.images[7, 0, 0, 0] == 7 and source.num_classes == 10
 
 
 def test_torchvision_raw_layout_for_fashion_mnist(tmp_path):
     write_idx_set(tmp_path / "FashionMNIST" / "raw", gz=True)
-    source = load_source("fashion_mnist", root=tmp_path)
-    assert len(source.train_labels) == 60 and len(source.test_labels) == 20
+    source = SOURCES.get("fashion_mnist")(root=tmp_path)
+    assert len(source.train.labels) == 60 and len(source.test.labels) == 20
 
 
 def test_idx_errors_name_the_path_and_layout(tmp_path):
     with pytest.raises(DataError, match="train-images-idx3-ubyte") as err:
-        load_source("mnist", root=tmp_path)
+        SOURCES.get("mnist")(root=tmp_path)
     assert "MNIST/raw" in str(err.value) and str(tmp_path) in str(err.value)
     write_idx_set(tmp_path)
     bad = tmp_path / "t10k-labels-idx1-ubyte"
     bad.write_bytes(b"\x12\x34" + bad.read_bytes()[2:])
     with pytest.raises(DataError, match="magic"):
-        load_source("mnist", root=tmp_path)
+        SOURCES.get("mnist")(root=tmp_path)
     truncated = tmp_path / "bad-idx"
     truncated.write_bytes(_idx_bytes(np.zeros((3, 4, 4), np.uint8))[:-5])
     with pytest.raises(DataError, match="bad-idx"):
@@ -142,21 +144,21 @@ def test_idx_errors_name_the_path_and_layout(tmp_path):
 
 def test_svhn_maps_label_10_to_digit_0(tmp_path):
     write_svhn(tmp_path)
-    source = load_source("svhn", root=tmp_path)
-    assert source.train_images.shape == (40, 3, 32, 32) and source.test_images.shape == (10, 3, 32, 32)
-    assert torch.equal(source.train_labels, torch.arange(1, 41) % 10)  # 1..9, then 10 -> 0
-    assert source.train_images[0, :, 1, 2].tolist() == [10, 20, 30]  # HxWxCxN -> N,C,H,W
-    assert int(source.train_images[9, 0, 0, 0]) == 10 and int(source.train_labels[9]) == 0
+    source = SOURCES.get("svhn")(root=tmp_path)
+    assert source.train.images.shape == (40, 3, 32, 32) and source.test.images.shape == (10, 3, 32, 32)
+    assert torch.equal(source.train.labels, torch.arange(1, 41) % 10)  # 1..9, then 10 -> 0
+    assert source.train.images[0, :, 1, 2].tolist() == [10, 20, 30]  # HxWxCxN -> N,C,H,W
+    assert int(source.train.images[9, 0, 0, 0]) == 10 and int(source.train.labels[9]) == 0
 
 
 def test_svhn_missing_and_malformed(tmp_path):
     with pytest.raises(DataError, match="train_32x32.mat") as err:
-        load_source("svhn", root=tmp_path)
+        SOURCES.get("svhn")(root=tmp_path)
     assert "test_32x32.mat" in str(err.value)
     write_svhn(tmp_path)
     (tmp_path / "test_32x32.mat").write_bytes(b"not a mat file")
     with pytest.raises(DataError, match="test_32x32.mat"):
-        load_source("svhn", root=tmp_path)
+        SOURCES.get("svhn")(root=tmp_path)
 
 
 @pytest.mark.parametrize("profile", ["exp", "step", "even_minority"])
@@ -230,26 +232,65 @@ def test_file_datamodule_batches_and_shared_epoch_order(tmp_path):
     assert info.test_size == 6 and info.val_size == 0
     loader = module.train_dataloader()
     _set_sampler_epoch(loader, 2)  # what Lightning calls at the start of every epoch
-    assert loader.batch_sampler.epoch == 2
+    assert loader.batch_sampler.sampler.epoch == 2
     batches = [module.on_after_batch_transfer(b, 0) for b in loader]
     x, y, idx = batches[0]
     assert x.dtype == torch.float32 and x.shape == (4, 3, 32, 32)
-    order = draw_epoch(module.train_files.labels, 3, 2, None)
+    order = draw_epoch(module.data.train.labels, 3, 2, None)
     assert torch.cat([b[2] for b in batches]).tolist() == order.tolist()
-    assert torch.equal(torch.cat([b[1] for b in batches]), module.train_files.labels[order])
+    assert torch.equal(torch.cat([b[1] for b in batches]), module.data.train.labels[order])
     test = list(module.test_dataloader())
     assert [len(b[1]) for b in test] == [5, 1] and len(test[0]) == 2
     # DDP: two ranks' slices of each global batch are the single-process batch (class-aware too)
     probs = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
-    labels = module.train_files.labels
-    ranks = [EpochBatchSampler(labels, 4, 3, lambda e: probs, rank=r, world_size=2) for r in (0, 1)]
+    labels = module.data.train.labels
+    ranks = [
+        IndexLists(EpochBatches(labels, 4, seed=3, sampling_fn=lambda e: probs, rank=r, world_size=2))
+        for r in (0, 1)
+    ]
     for r in ranks:
-        r.set_epoch(1)
+        r.sampler.set_epoch(1)
     expected = global_batches(draw_epoch(labels, 3, 1, probs), 4, False, world_size=2)
     for step, (a, b) in enumerate(zip(*ranks, strict=True)):
         assert (
             a == rank_slice(expected[step], 0, 2).tolist() and b == rank_slice(expected[step], 1, 2).tolist()
         )
+
+
+def _labels_as_images(root: str) -> ImageSource:
+    """An in-memory source whose training labels are the ImageNet-LT list's under ``root``."""
+    labels = load_imagenet_lt(root).train.labels
+    split = TensorSplit(torch.zeros(len(labels), 1, 4, 4, dtype=torch.uint8), labels)
+    return ImageSource(split, split, num_classes=3, mean=(0.5,), std=(0.5,))
+
+
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_both_backends_draw_the_same_index_order(tmp_path, world_size):
+    write_imagenet_lt(tmp_path)
+    SOURCES.register("labels_as_images", _labels_as_images)
+    # epoch 0 a permutation, then class-aware draws (sampling exponent 0.5, then class-balanced)
+    schedule = Schedule(e0=0, e1=2, sampling="exponent")
+    common = (
+        f"dataset.root={tmp_path}",
+        "dataset.image_size=16",
+        "dataset.batch_size=3",
+        "dataset.drop_last=false",
+    )
+    orders = {}
+    for source in ("imagenet_lt", "labels_as_images"):
+        cfg = make_config("dataset=imagenet_lt", f"dataset.source={source}", "dataset.num_workers=0", *common)
+        for rank in range(world_size):
+            module = LongTailDataModule(cfg.dataset, seed=7, schedule=schedule)
+            module.prepare()
+            module.trainer = SimpleNamespace(global_rank=rank, world_size=world_size)
+            loader = module.train_dataloader()
+            for epoch in range(3):
+                _set_sampler_epoch(loader, epoch)
+                batches = [module.on_after_batch_transfer(b, 0) for b in loader]
+                orders[source, rank, epoch] = [b[2].tolist() for b in batches]
+    for key in [k for k in orders if k[0] == "imagenet_lt"]:
+        assert orders[key] == orders[("labels_as_images", *key[1:])], key
+    assert orders["imagenet_lt", 0, 0] != orders["imagenet_lt", 0, 1]  # the epochs really differ
 
 
 def test_missing_image_or_root_is_one_clear_error(tmp_path):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli, sigterm_after_first_checkpoint
+from tests.helpers import run_cli, sigterm_after_first_checkpoint
 
 pytestmark = pytest.mark.slow
 

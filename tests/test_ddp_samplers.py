@@ -7,11 +7,13 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import make_config
 
 from lt_bench.config import params_of
-from lt_bench.data.datamodule import InMemoryLoader
+from lt_bench.data.memory import TrainLoader
+from lt_bench.data.samplers import EpochBatches
+from lt_bench.data.sources import TensorSplit
 from lt_bench.schedules import Schedule
+from tests.helpers import make_config
 
 SCHEDULES = ["none", "rs", "drs", "pps", "pb"]  # instance, class-balanced, deferred, progressive, mixture
 EPOCHS = 6  # the schedules below switch or ramp inside these epochs
@@ -41,19 +43,13 @@ def _draws(tables, rank: int, world_size: int) -> dict[str, list[list[tuple[list
     images = torch.zeros(len(labels), 1, 2, 2, dtype=torch.uint8)
     out = {}
     for name, table in tables.items():
-        loader = InMemoryLoader(
-            images,
-            labels,
-            BATCH,
-            train=True,
-            seed=3,
-            sampling_fn=table.__getitem__,
-            rank=rank,
-            world_size=world_size,
+        batches = EpochBatches(
+            labels, BATCH, seed=3, sampling_fn=table.__getitem__, rank=rank, world_size=world_size
         )
+        loader = TrainLoader(TensorSplit(images, labels), batches)
         epochs = []
         for epoch in range(EPOCHS):
-            loader.set_epoch(epoch)
+            loader.sampler.set_epoch(epoch)  # what Lightning calls each epoch
             epochs.append([(idx.tolist(), keys.tolist()) for _, _, keys, idx in loader])
         out[name] = epochs
     return out

@@ -1,4 +1,4 @@
-"""Plain-logit losses (ce, focal, la, vs, asl) and the shared reduction, against hand-worked values."""
+"""Plain-logit losses (ce, focal, la, balanced_softmax, vs, asl) and the reduction, by hand."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import approx, t, y
 
 from lt_bench.losses import build_loss
+from tests.helpers import approx, t, y
 
 # -- reduction -----------------------------------------------------------------------------------------
 # sample A: z = [0, 0], y = 0 -> CE = log 2; sample B: z = [log 3, 0], y = 1 -> p_1 = 1/4, CE = log 4
@@ -85,6 +85,18 @@ def test_la_value_and_raw_prediction():
     approx(build_loss("la", [3, 1], tau=0.5)(t([0.0, 0.0]), y(1)), expected)
     z = t([0.2, 0.1])
     assert torch.equal(build_loss("la", [3, 1]).predict(z), z)
+
+
+def test_balanced_softmax_is_la_with_tau_one():
+    # counts [3, 1], z = [1, 0]: adjusted [1 + log 3/4, log 1/4];
+    # y = 0: -log(0.75 e / (0.75 e + 0.25)) = log(1 + 1/(3e)); y = 1: log(1 + 3e)
+    loss = build_loss("balanced_softmax", [3, 1])
+    approx(loss(t([1.0, 0.0]), y(0)), math.log(1 + 1 / (3 * math.e)))
+    approx(loss(t([1.0, 0.0]), y(1)), math.log(1 + 3 * math.e))
+    z = torch.randn(8, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    targets = torch.tensor([0, 1, 1, 0, 1, 0, 0, 1])
+    assert torch.equal(loss(z, targets), build_loss("la", [3, 1], tau=1.0)(z, targets))
+    assert torch.equal(loss.predict(z), z)  # Ren et al. evaluate on the plain softmax
 
 
 # -- VS / TLA ------------------------------------------------------------------------------------------

@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
-from helpers import approx, t, y
 
 from lt_bench.losses import build_loss
+from tests.helpers import approx, t, y
 
 
 def same(actual: torch.Tensor, expected: list[float], tol: float = 1e-6) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -10,8 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from lt_bench.errors import ConfigError
-from lt_bench.models import BACKBONE_NAMES, HEAD_NAMES, build_backbone, build_head
+from lt_bench.models import BACKBONES, HEADS, backbone_parameters, build_backbone, build_head, head_parameters
 from lt_bench.models.backbones import BasicBlock
+from lt_bench.models.heads import PrototypeHead, RegionPrototypeHead, squared_distances
+from lt_bench.registry import Registry
 
 
 def _params(m: nn.Module) -> int:
@@ -133,6 +136,7 @@ def test_heads_follow_their_formulas():
     assert cos(f).abs().max() <= 1 + 1e-6 and cos(10 * f).allclose(cos(f), atol=1e-6)
 
     proto = build_head("prototype", 8, 3)
+    assert isinstance(proto, PrototypeHead) and set(dict(proto.named_parameters())) == {"centres"}
     assert torch.allclose(proto(f), -(torch.cdist(f, proto.centres) ** 2), atol=1e-4)
     # far from the origin, ||f||^2 - 2 f.C + ||C||^2 cancels badly near a centre: the clamp keeps D >= 0
     far = build_head("prototype", 64, 10)
@@ -140,17 +144,48 @@ def test_heads_follow_their_formulas():
         far.centres.mul_(100)
     near = far.centres.detach().repeat(20, 1) + 1e-3 * torch.randn(200, 64)
     assert (far.squared_distances(near) >= 0).all() and (far(near) <= 0).all()
-    assert torch.allclose(proto.radius_sq, torch.full((3,), 0.01))
-    names = dict(proto.named_parameters())
-    assert set(names) == {"centres", "radius_param"} and names["centres"].shape == (3, 8)
-    assert build_head("prototype", 8, 3, radius_init=0.5).radius_sq.allclose(torch.full((3,), 0.25))
 
     lin = build_head("linear", 8, 3)
     assert lin(f).shape == (5, 3) and lin.bias is not None
 
 
+def test_prototype_logits_by_hand():
+    # centres (0, 0), (3, 0), (0, 4); feature (3, 4): D = 25, 16, 9 -> logits -25, -16, -9, nearest is 2
+    centres = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]])
+    f = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
+    assert squared_distances(f, centres).tolist() == [[25.0, 16.0, 9.0], [0.0, 9.0, 16.0]]
+    head = build_head("prototype", 2, 3)
+    with torch.no_grad():
+        head.centres.copy_(centres)
+    assert head(f).tolist() == [[-25.0, -16.0, -9.0], [0.0, -9.0, -16.0]]
+    assert head(f).argmax(1).tolist() == [2, 0]
+
+
+def test_region_head_is_the_prototype_head_plus_radii():
+    torch.manual_seed(0)
+    plain = PrototypeHead(8, 3)
+    torch.manual_seed(0)
+    region = RegionPrototypeHead(8, 3, radius_init=0.5)
+    assert torch.equal(region.centres, plain.centres)  # the same initial centres (checkpoints, seeds)
+    assert list(dict(region.named_parameters())) == ["centres", "radius_param"]
+    assert region.radius_sq.allclose(torch.full((3,), 0.25))
+    f = torch.randn(4, 8)
+    assert torch.equal(region(f), plain(f))
+    with torch.no_grad():
+        region.radius_param.fill_(2.0)
+    region.reset_parameters()  # what cRT-style re-initialisation calls
+    assert region.radius_sq.allclose(torch.full((3,), 0.25))
+
+
+def test_parameters_come_from_the_builders_signatures():
+    assert backbone_parameters("resnet32") == {"width": 1}
+    assert backbone_parameters("convnet") == {"out_dim": 64, "channels": (32, 64), "image_size": 28}
+    assert backbone_parameters("resnet50") == {"pretrained": None}
+    assert head_parameters("prototype") == {} and head_parameters("linear") == {}
+
+
 def test_unknown_names_and_parameters_are_config_errors():
-    assert set(BACKBONE_NAMES) == {
+    assert set(BACKBONES) == {
         "resnet32",
         "resnet44",
         "convnet",
@@ -158,14 +193,64 @@ def test_unknown_names_and_parameters_are_config_errors():
         "resnet50",
         "resnext50_32x4d",
     }
-    assert set(HEAD_NAMES) == {"linear", "cosine", "prototype"}
+    assert set(HEADS) == {"linear", "cosine", "prototype"}
     with pytest.raises(ConfigError, match="resnet32"):
         build_backbone("resnet33")
-    with pytest.raises(ConfigError, match="widht"):
+    with pytest.raises(ConfigError, match="widht; valid: width"):
         build_backbone("resnet32", widht=2)
     with pytest.raises(ConfigError, match="width"):
         build_backbone("resnet32", width=1.5)
+    with pytest.raises(ConfigError, match="in_channels"):
+        build_backbone("resnet32", in_channels=0)
+    with pytest.raises(ConfigError, match="channels"):
+        build_backbone("convnet", channels=32)
     with pytest.raises(ConfigError, match="prototype"):
         build_head("mlp", 8, 3)
-    with pytest.raises(ConfigError, match="radius_init"):
-        build_head("cosine", 8, 3, radius_init=0.1)
+    with pytest.raises(ConfigError, match=r"radius_init; valid: \(none\)"):
+        build_head("prototype", 8, 3, radius_init=0.1)
+
+
+def test_a_users_backbone_and_head_register_by_name(monkeypatch):
+    backbones, heads = Registry("backbone"), Registry("head")
+    for name, entry in BACKBONES.items():
+        backbones.register(name, entry)
+    for name, entry in HEADS.items():
+        heads.register(name, entry)
+    monkeypatch.setattr("lt_bench.models.backbones.BACKBONES", backbones)
+    monkeypatch.setattr("lt_bench.models.heads.HEADS", heads)
+
+    @backbones.register("tiny")
+    class Tiny(nn.Module):
+        def __init__(self, in_channels: int, hidden: int = 4, *, depth: int) -> None:
+            super().__init__()
+            self.net, self.out_dim, self.depth = nn.Conv2d(in_channels, hidden, 1), hidden, depth
+
+        def forward(self, x):
+            return self.net(x).mean((2, 3))
+
+    @heads.register("scaled")
+    def scaled(in_dim: int, num_classes: int, scale: float = 2.0) -> nn.Module:
+        return nn.Sequential(nn.Linear(in_dim, num_classes), nn.Hardtanh(-scale, scale))
+
+    net = build_backbone("tiny", in_channels=1, hidden=6, depth=2)
+    assert net.out_dim == 6 and net.depth == 2 and net(torch.zeros(2, 1, 5, 5)).shape == (2, 6)
+    assert backbone_parameters("tiny") == {"hidden": 4, "depth": inspect.Parameter.empty}
+    with pytest.raises(ConfigError, match="backbone 'tiny' needs depth"):
+        build_backbone("tiny", in_channels=1)
+    with pytest.raises(ConfigError, match="has no parameter"):
+        build_backbone("tiny", in_channels=1, depth=1, width=3)
+    assert build_head("scaled", 6, 3, scale=1.0)(100 * torch.ones(1, 6)).abs().max() <= 1.0
+
+    @backbones.register("catch_all")
+    def catch_all(in_channels: int, **anything) -> nn.Module:
+        return nn.Identity()
+
+    with pytest.raises(TypeError, match="no \\*args/\\*\\*kwargs"):
+        build_backbone("catch_all", in_channels=1)
+
+    @heads.register("no_dims")
+    def no_dims(num_classes: int) -> nn.Module:
+        return nn.Identity()
+
+    with pytest.raises(TypeError, match="must start with in_dim, num_classes"):
+        build_head("no_dims", 6, 3)

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from lt_bench.data.profiles import balanced_holdout, profile_counts, select_per_class, stratified_split
+from lt_bench.data.files import FileList
+from lt_bench.data.profiles import (
+    balanced_holdout,
+    long_tail_splits,
+    profile_counts,
+    select_per_class,
+    stratified_split,
+)
 from lt_bench.errors import ConfigError, DataError
 
 
@@ -141,3 +148,29 @@ def test_balanced_holdout():
     assert torch.equal(held, balanced_holdout(labels, 3, seed=0)[1])
     with pytest.raises(DataError, match="test_per_class"):
         balanced_holdout(labels, 4, seed=0)
+
+
+def _long_tail(pool, val=None, **kwargs):
+    args = {"profile": "exp", "imbalance_factor": 4, "quantity_ratio": 1.0, "val_fraction": 0.25, "seed": 0}
+    return long_tail_splits(pool, val, 3, **{**args, **kwargs})
+
+
+def test_long_tail_splits_apply_the_profile_then_hold_out_validation():
+    labels = torch.arange(3).repeat(20)
+    pool = FileList([f"{i}.jpg" for i in range(60)], labels)  # any split type: here one of image files
+    train, val = _long_tail(pool)
+    kept = select_per_class(labels, [20, 10, 5], seed=0)  # exp, IF 4: 20, int(20 / 2), 5
+    keep, held = stratified_split(labels[kept], 0.25, seed=0)
+    assert train.paths == [f"{i}.jpg" for i in kept[keep].tolist()]
+    assert val.paths == [f"{i}.jpg" for i in kept[held].tolist()]
+    assert torch.bincount(val.labels).tolist() == [5, 2, 1]
+    whole, none = _long_tail(pool, profile="none", val_fraction=0.0)
+    assert whole is pool and none is None  # a pool the profile keeps whole is not copied
+
+
+def test_long_tail_splits_keep_a_sources_own_validation_split_but_not_two():
+    pool = FileList([f"{i}.jpg" for i in range(6)], torch.arange(3).repeat(2))
+    own = FileList(["v.jpg"], torch.tensor([0]))
+    assert _long_tail(pool, own, profile="none", val_fraction=0.0)[1] is own
+    with pytest.raises(ConfigError, match="dataset.val_fraction=0.25 holds out a validation split"):
+        _long_tail(pool, own)

@@ -36,7 +36,7 @@ from lt_bench.stats import (
     mean_std,
     wilcoxon_signed_rank,
 )
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 COUNTS = [400, 100, 10]
 
@@ -264,7 +264,7 @@ def test_duplicate_seeds_in_a_group_are_averaged_for_the_tests(tmp_path):
                 )
     runs, _ = load_runs(tmp_path)
     groups = group_runs(runs, ["loss"])
-    assert report.per_seed(groups[0], "top1", "test") == pytest.approx({"0": 53.0, "1": 53.1})
+    assert report.per_block(groups[0], "top1", "test") == pytest.approx({"0": 53.0, "1": 53.1})
     table, *_ = build_report(tmp_path, ["top1"], by=["loss"])
     assert "| ce | 4 |" in table
 
@@ -372,3 +372,34 @@ def test_run_value_ignores_unresolved_interpolations():
         {"config": {"schedule": {"e0": 15}}},
     )
     assert run.value("schedule.e0") == "15"
+
+
+def test_friedman_over_settings_then_holm_against_the_control(tmp_path, capsys):
+    """ARConvL's protocol: methods ranked over imbalance factors (blocks), Holm against the proposed one."""
+    tops = {"arconvl": [0.90, 0.85, 0.80], "la": [0.88, 0.86, 0.78], "ce": [0.85, 0.80, 0.75]}
+    job = 0
+    for method, values in tops.items():
+        for q, top1 in zip((10, 50, 100), values, strict=True):
+            for seed in (0, 1):
+                overrides = [f"method={method}", f"dataset.imbalance_factor={q}", f"seed={seed}"]
+                write_run(tmp_path, str(job), overrides, top1 + 0.001 * seed, seed)
+                job += 1
+    code = report.main(
+        [
+            str(tmp_path),
+            "--metric",
+            "top1",
+            "--block-by",
+            "dataset.imbalance_factor",
+            "--control",
+            "method=arconvl",
+            "--no-plots",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "Friedman test over matched values of dataset.imbalance_factor" in out
+    # ranks over the 3 settings: arconvl (1, 2, 1) = 1.33, la (2, 1, 2) = 1.67, ce 3
+    assert "Holm post-hoc test vs method=arconvl on top1" in out
+    assert "| method=ce | +1.67 |" in out and "| method=la | +0.33 |" in out
+    assert "Holm" in (tmp_path / "significance.md").read_text()

@@ -23,7 +23,7 @@ import lt_bench.train as train_module
 from lt_bench.checkpointing import last_checkpoint
 from lt_bench.errors import ConfigError, RunInterrupted, TrainingDiverged
 from lt_bench.train import train
-from tests.conftest import make_config, sigterm_after_first_checkpoint
+from tests.helpers import make_config, sigterm_after_first_checkpoint
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,8 @@
-"""Samplers: class probabilities, epoch draws, global batches and rank slices."""
+"""Samplers: epoch draws, global batches, rank slices and the batch generators both backends iterate.
+
+Class probabilities come from their one definition, :meth:`Schedule.class_sampling_probs` (tested in
+test_schedules.py); here they only feed the draws.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,15 @@ import torch
 from scipy.stats import chisquare
 
 from lt_bench.data.samplers import (
-    class_probabilities,
+    EpochBatches,
+    EvalBatches,
     draw_epoch,
     eval_shard,
     global_batches,
-    mixture_probabilities,
     rank_slice,
 )
+from lt_bench.errors import ConfigError
+from lt_bench.schedules import Schedule
 
 COUNTS = [400, 100, 20, 5]
 LABELS = torch.arange(4).repeat_interleave(torch.tensor(COUNTS))[
@@ -21,29 +27,12 @@ LABELS = torch.arange(4).repeat_interleave(torch.tensor(COUNTS))[
 ]
 
 
-def test_class_probabilities_hand_computed():
-    assert torch.allclose(
-        class_probabilities([100, 25, 4], 0.5), torch.tensor([10, 5, 2], dtype=torch.float64) / 17
-    )
-    assert torch.allclose(
-        class_probabilities([100, 25, 4], 0.0), torch.full((3,), 1 / 3, dtype=torch.float64)
-    )
-    assert torch.allclose(
-        class_probabilities([100, 25, 4], 1.0), torch.tensor([100, 25, 4], dtype=torch.float64) / 129
-    )
-    # an empty class is never drawn, even when class-balanced
-    assert class_probabilities([10, 0, 10], 0.0).tolist() == [0.5, 0.0, 0.5]
-
-
-def test_mixture_probabilities_hand_computed():
-    # 0.5 * [0.75, 0.25] + 0.5 * [0.5, 0.5]
-    assert torch.allclose(
-        mixture_probabilities([30, 10], 0.5), torch.tensor([0.625, 0.375], dtype=torch.float64)
-    )
-    assert torch.allclose(mixture_probabilities([30, 10], 0.0), class_probabilities([30, 10], 1.0))
-    assert torch.allclose(mixture_probabilities([30, 10], 1.0), class_probabilities([30, 10], 0.0))
-    with pytest.raises(ValueError):
-        mixture_probabilities([30, 10], 1.5)
+def class_probabilities(counts: list[int], q: float) -> torch.Tensor:
+    """``p_j ∝ n_j^q`` as the schedule computes it (``q = 1 - delta`` from the step at epoch 0)."""
+    probs = Schedule(sampling="exponent", delta=1.0 - q).class_sampling_probs(0, counts)
+    if probs is None:  # q = 1 is instance sampling: a permutation, whose class law is n_j / N
+        return torch.tensor(counts, dtype=torch.float64) / sum(counts)
+    return probs
 
 
 def test_instance_epoch_is_a_permutation_deterministic_per_seed_and_epoch():
@@ -129,3 +118,65 @@ def test_eval_shard_partitions_the_samples():
     assert [s.tolist() for s in shards] == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
     assert sorted(torch.cat(shards).tolist()) == list(range(10))
     assert eval_shard(10, 0, 1).tolist() == list(range(10))
+
+
+def _epoch_batches(**kwargs) -> EpochBatches:
+    probs = class_probabilities(COUNTS, 0.5)
+    return EpochBatches(LABELS, 32, seed=4, sampling_fn=lambda e: None if e == 0 else probs, **kwargs)
+
+
+@pytest.mark.parametrize("epoch", [0, 1])  # a permutation, then a class-aware draw
+def test_epoch_batches_are_the_global_batches_of_the_draw(epoch):
+    batches = _epoch_batches()
+    batches.set_epoch(epoch)
+    got = list(batches)
+    expected = global_batches(draw_epoch(LABELS, 4, epoch, batches.sampling_fn(epoch)), 32, False)
+    assert len(got) == len(batches) == len(expected) == 17  # 525 = 16 * 32 + 13
+    assert all(torch.equal(g.indices, e) for g, e in zip(got, expected, strict=True))
+    # keys count the draws of the epoch: epoch * N + position, whatever the batch
+    assert torch.equal(torch.cat([g.keys for g in got]), epoch * 525 + torch.arange(525))
+
+
+def test_epoch_batches_resume_inside_the_epoch_once():
+    full = _epoch_batches()
+    full.set_epoch(1)
+    expected = list(full)
+    resumed = _epoch_batches()
+    resumed.load_state_dict({"epoch": 1, "batches_done": 5})
+    resumed.set_epoch(1)
+    rest = list(resumed)
+    assert len(rest) == len(expected) - 5
+    assert all(
+        torch.equal(a.indices, b.indices) and torch.equal(a.keys, b.keys)
+        for a, b in zip(rest, expected[5:], strict=True)
+    )
+    assert resumed.state_dict() == {"epoch": 1, "batches_done": len(expected)}
+    assert len(list(resumed)) == len(expected)  # the resume position is used once, then the epoch restarts
+    stale = _epoch_batches()
+    stale.load_state_dict({"epoch": 0, "batches_done": 5})  # saved in another epoch: nothing to skip
+    stale.set_epoch(1)
+    assert len(list(stale)) == len(expected)
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_epoch_batches_of_the_ranks_partition_the_single_process_batches(world_size):
+    single = _epoch_batches()
+    single.set_epoch(1)
+    ranks = [_epoch_batches(rank=r, world_size=world_size) for r in range(world_size)]
+    for r in ranks:
+        r.set_epoch(1)
+    for whole, *parts in zip(single, *ranks, strict=True):
+        assert sorted(torch.cat([p.indices for p in parts]).tolist()) == sorted(whole.indices.tolist())
+        assert sorted(torch.cat([p.keys for p in parts]).tolist()) == sorted(whole.keys.tolist())
+
+
+def test_a_global_batch_smaller_than_the_processes_is_a_config_error():
+    with pytest.raises(ConfigError, match="dataset.batch_size=2"):
+        EpochBatches(LABELS, 2, world_size=4)
+
+
+def test_eval_batches_cover_the_shard_in_order():
+    batches = EvalBatches(10, 3, rank=1, world_size=3)
+    assert [b.indices.tolist() for b in batches] == [[1, 4, 7]] and len(batches) == 1
+    assert all(b.keys is None for b in batches)
+    assert [b.indices.tolist() for b in EvalBatches(7, 3)] == [[0, 1, 2], [3, 4, 5], [6]]

@@ -6,20 +6,19 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import make_config
 
-from lt_bench.data.datamodule import LongTailDataModule
 from lt_bench.errors import TrainingDiverged
-from lt_bench.methods import build_method
+from lt_bench.train import build_run
+from tests.helpers import make_config
 
 SMALL = ("dataset=synthetic", "backbone=resnet32", "dataset.image_size=16")
 
 
 def _module(*overrides: str):
     cfg = make_config(*SMALL, *overrides)
-    info = LongTailDataModule(cfg.dataset, cfg.seed).prepare()
-    torch.manual_seed(0)
-    return build_method(cfg, info).eval()
+    torch.manual_seed(0)  # the same initial weights for every variant
+    _, _, model = build_run(cfg)
+    return model.eval()
 
 
 def test_channels_last_changes_the_layout_not_the_outputs():
@@ -39,6 +38,19 @@ def test_head_and_logits_stay_float32_under_bf16_autocast(loss):
         assert module.embed(torch.randn(4, 3, 16, 16)).dtype == torch.bfloat16  # the backbone is in bf16
         logits = module(torch.randn(4, 3, 16, 16))
     assert logits.dtype == torch.float32
+
+
+def test_arconvl_backbone_runs_in_bf16_its_distances_and_loss_in_float32():
+    module = _module("method=arconvl").train()
+    x, y = torch.randn(8, 3, 16, 16), torch.arange(8) % 10
+    torch.manual_seed(1)
+    full = module.training_loss(x, y, torch.arange(8), 0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert module.embed(x).dtype == torch.bfloat16  # the backbone follows autocast
+        torch.manual_seed(1)
+        mixed = module.training_loss(x, y, torch.arange(8), 0)
+    assert mixed.dtype == torch.float32 and all(v.dtype == torch.float32 for v in module.loss_terms.values())
+    assert torch.isfinite(mixed) and mixed.item() == pytest.approx(full.item(), rel=0.05)
 
 
 def _attach(module, tmp_path, batches: int) -> None:

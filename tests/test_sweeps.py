@@ -16,7 +16,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from lt_bench.config import register, validate
-from tests.conftest import CONF, FAST, ROOT, make_config
+from tests.helpers import CONF, FAST, ROOT, make_config
 
 SEARCHES = {
     "ppw_e0_e1_rho": {"schedule.e0", "schedule.e1", "schedule.rho"},

@@ -6,9 +6,9 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from conftest import make_config
 
 from lt_bench.train import build_run
+from tests.helpers import make_config
 
 
 class Snapshots(L.Callback):

@@ -27,7 +27,7 @@ from lt_bench.loggers import (
     sweep_group,
     wandb_host,
 )
-from tests.conftest import FAST, ROOT, make_config
+from tests.helpers import FAST, ROOT, make_config
 
 SUMMARY = {
     "class_counts": [400, 40, 4],
@@ -130,7 +130,7 @@ def test_in_a_multirun_the_group_is_the_sweep_and_the_name_the_job_overrides():
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
-    from tests.conftest import CONF
+    from tests.helpers import CONF
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         hydra_cfg = compose(
@@ -181,7 +181,7 @@ LOG_FINAL_SCRIPT = """
 import json, sys
 from pathlib import Path
 import wandb
-from tests.conftest import make_config
+from tests.helpers import make_config
 from lt_bench.loggers import build_logger, log_final
 logger = build_logger(make_config("logger=wandb"), Path(sys.argv[1]))
 logger.log_metrics({"train/loss": 1.0}, step=0)

@@ -24,6 +24,7 @@ def compose_config(overrides: Sequence[str]):
     from hydra.core.global_hydra import GlobalHydra
 
     from lt_bench.config import register, validate
+    from lt_bench.registry import import_plugins
 
     register()
     GlobalHydra.instance().clear()
@@ -32,6 +33,7 @@ def compose_config(overrides: Sequence[str]):
             cfg = compose(config_name="config", overrides=list(overrides))
     except Exception as err:  # Hydra's own errors (unknown group option, bad override syntax, type)
         raise ConfigError(f"invalid overrides {' '.join(overrides)}: {err}") from None
+    import_plugins(cfg.get("plugins") or [])  # a source of your own registers itself there
     validate(cfg)
     return cfg
 
@@ -60,19 +62,14 @@ def check(overrides: Sequence[str], open_images: int = 1) -> dict:
         ConfigError, DataError: the first problem found.
     """
     from lt_bench.data.datamodule import LongTailDataModule
-    from lt_bench.data.files import ImageFileDataset, require_files
+    from lt_bench.data.files import FileData
 
     cfg = compose_config(overrides)
     d = cfg.dataset
     module = LongTailDataModule(d, cfg.seed)
     info = module.prepare()
-    if module.file_based:
-        require_files(module.source)  # every listed image, not only the first
-        for files in (module.train_files, module.val_files, module.test_files):
-            if files is not None:
-                dataset = ImageFileDataset(module.source.root, files, transform=lambda image: image)
-                for i in range(min(open_images, len(files))):
-                    dataset[i]  # decodes; raises DataError naming the file
+    if isinstance(module.data, FileData):  # in-memory data is fully read (and checked) by prepare already
+        module.data.verify(open_images)
     summary = summarize(info.class_counts, d.many_threshold, d.few_threshold)
     summary.update(
         dataset=d.name, train=info.train_size, val=info.val_size, test=info.test_size, profile=d.profile

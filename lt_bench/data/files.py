@@ -1,13 +1,14 @@
-"""File-based large datasets: ImageNet-LT and iNaturalist 2018, read as JPEGs by DataLoader workers.
+"""The file backend and its sources: ImageNet-LT and iNaturalist 2018, read as JPEGs by DataLoader workers.
 
 These sets are too large to hold in memory, so unlike the small-image sources
-(:mod:`lt_bench.data.sources`) they are served by a normal :class:`torch.utils.data.DataLoader` with
-workers, per-image PIL decoding and the standard ImageNet augmentation. Their split files already
-define the long tail (profile ``none``).
+(:mod:`lt_bench.data.sources`, served by :mod:`lt_bench.data.memory`) a :class:`FileSource` is served by
+:class:`FileData`: a normal :class:`torch.utils.data.DataLoader` with workers, per-image PIL decoding and
+the standard ImageNet augmentation, yielding normalised float images. Their split files already define
+the long tail (profile ``none``).
 
-Training order still comes from :func:`lt_bench.data.samplers.draw_epoch` — the same pure function of
-``(seed, epoch, class probabilities)`` the in-memory path uses — through :class:`EpochBatchSampler`,
-so DDP ranks, class-aware schedules and resumed runs behave exactly as for CIFAR.
+Training order is the in-memory backend's: both iterate :class:`lt_bench.data.samplers.EpochBatches`
+(here through :class:`IndexLists`, the DataLoader's batch sampler), so DDP ranks and class-aware
+schedules behave exactly as for CIFAR.
 
 Expected files (nothing is ever downloaded):
 
@@ -27,18 +28,19 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from omegaconf import DictConfig
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
-from lt_bench.data.samplers import draw_epoch, eval_shard, global_batches, rank_slice
+from lt_bench.data.samplers import EpochBatches, EvalBatches
+from lt_bench.data.sources import SOURCES, require_root
 from lt_bench.errors import ConfigError, DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-SamplingFn = Callable[[int], Tensor | None]
 
 
 @dataclass
@@ -122,20 +124,22 @@ def _split_dir(root: Path, split_dir: str | Path | None) -> Path:
     return root if split_dir in (None, "") else Path(split_dir).expanduser()
 
 
-def _require_root(root: str | Path | None, what: str, help_of: Callable[[Path, Path], str]) -> Path:
-    if root is None or str(root) == "":
-        raise ConfigError(f"dataset.root is not set; set dataset.root=DIR where DIR is {what}")
-    root = Path(root).expanduser()
+def _root_folder(root: str | Path | None, holds: str, help_of: Callable[[Path, Path], str]) -> Path:
+    # a missing root would otherwise report every listed image as missing
+    root = require_root(root, holds)
     if not root.is_dir():
-        raise DataError(f"dataset.root={root} is not a directory; it must be {what}; {help_of(root, root)}")
+        raise DataError(
+            f"dataset.root={root} is not a directory; it must hold {holds}; {help_of(root, root)}"
+        )
     return root
 
 
+@SOURCES.register("imagenet_lt")
 def load_imagenet_lt(
     root: str | Path | None, split_dir: str | Path | None = None, use_val_list: bool = False
 ) -> FileSource:
     """ImageNet-LT's lists over an ImageNet root; ``val`` is read only when ``use_val_list``."""
-    root = _require_root(root, "the ImageNet-2012 root holding train/ and val/", _imagenet_lt_help)
+    root = _root_folder(root, "ImageNet-2012's train/ and val/ (the list paths' base)", _imagenet_lt_help)
     lists = _split_dir(root, split_dir)
     help_text = _imagenet_lt_help(root, lists)
     splits: dict[str, FileList] = {}
@@ -207,11 +211,20 @@ def read_coco_list(path: Path, help_text: str) -> tuple[FileList, int]:
     return FileList(paths, torch.tensor(labels, dtype=torch.int64)), num_classes
 
 
-def load_inat2018(root: str | Path | None, split_dir: str | Path | None = None) -> FileSource:
-    """iNaturalist 2018: train from ``train2018.json``, test from ``val2018.json``; no val list."""
-    root = _require_root(
-        root, "the folder holding train_val2018/ (the json file_name entries' base)", _inat_help
-    )
+@SOURCES.register("inat2018")
+def load_inat2018(
+    root: str | Path | None, split_dir: str | Path | None = None, use_val_list: bool = False
+) -> FileSource:
+    """iNaturalist 2018: train from ``train2018.json``, test from ``val2018.json``; no val list.
+
+    Raises:
+        ConfigError: ``use_val_list`` (there is no separate validation list).
+    """
+    if use_val_list:
+        raise ConfigError(
+            "dataset.use_val_list=true: inat2018 has no separate validation list; use dataset.val_fraction"
+        )
+    root = _root_folder(root, "train_val2018/ (the json file_name entries' base)", _inat_help)
     lists = _split_dir(root, split_dir)
     help_text = _inat_help(root, lists)
     splits, classes = {}, []
@@ -222,22 +235,6 @@ def load_inat2018(root: str | Path | None, split_dir: str | Path | None = None) 
         splits[split], k = read_coco_list(path, help_text)
         classes.append(k)
     return FileSource("inat2018", root, splits["train"], splits["val"], None, num_classes=max(classes))
-
-
-FILE_SOURCES: dict[str, Callable[..., FileSource]] = {
-    "imagenet_lt": load_imagenet_lt,
-    "inat2018": load_inat2018,
-}
-
-
-def load_file_source(name: str, root, split_dir=None, use_val_list: bool = False) -> FileSource:
-    if name == "imagenet_lt":
-        return load_imagenet_lt(root, split_dir, use_val_list)
-    if use_val_list:
-        raise ConfigError(
-            f"dataset.use_val_list=true: {name} has no separate validation list; use dataset.val_fraction"
-        )
-    return FILE_SOURCES[name](root, split_dir)
 
 
 def missing_files(root: Path, files: FileList, limit: int | None = None) -> list[Path]:
@@ -307,64 +304,98 @@ class ImageFileDataset(Dataset):
         return (x, label, index) if self.with_index else (x, label)
 
 
-# ------------------------------------------------------------------------------------ batch samplers
+# ------------------------------------------------------------------------------------------ backend
 
 
-class EpochBatchSampler:
-    """This rank's training batches: the global epoch order of :func:`draw_epoch`, cut into global
-    batches, each strided to this rank — exactly what :class:`InMemoryLoader` does in memory.
+class IndexLists:
+    """A DataLoader ``batch_sampler`` over one of :mod:`lt_bench.data.samplers`' batch generators."""
 
-    Lightning calls ``loader.batch_sampler.sampler.set_epoch(epoch)`` each epoch (``sampler`` is
-    this object itself).
+    def __init__(self, batches: EpochBatches | EvalBatches) -> None:
+        # Lightning calls ``loader.batch_sampler.sampler.set_epoch(epoch)`` each epoch
+        self.sampler = batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.sampler:
+            yield batch.indices.tolist()
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+def collate_tuple(items: list) -> tuple:
+    """``default_collate``, as a tuple: the batch type the in-memory backend yields and methods unpack."""
+    return tuple(default_collate(items))
+
+
+class FileData:
+    """The file backend: the splits as image lists, decoded and augmented by DataLoader workers.
+
+    The workers' transforms already turn images into normalised floats, so a batch needs nothing more
+    once it is on the device (``on_device`` is None). ``seed`` is not used: the workers' random crops
+    draw from torch's generator, as torchvision's transforms do.
     """
 
+    on_device = None
+    in_channels = 3  # every image is converted to RGB
+
     def __init__(
-        self,
-        labels: Tensor,
-        batch_size: int,
-        seed: int = 0,
-        sampling_fn: SamplingFn | None = None,
-        drop_last: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
+        self, source: FileSource, train: FileList, val: FileList | None, cfg: DictConfig, seed: int
     ) -> None:
-        self.labels = labels.cpu()
-        self.batch_size, self.seed, self.sampling_fn = batch_size, seed, sampling_fn
-        self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
-        self.epoch = 0
+        if cfg.num_workers < 0:
+            raise ConfigError(f"dataset.num_workers={cfg.num_workers} must be >= 0")
+        if cfg.image_size < 8:
+            raise ConfigError(f"dataset.image_size={cfg.image_size} must be >= 8 (224 for ImageNet-LT)")
+        require_files(source, limit=1)  # a wrong root fails here; `python -m lt_bench.data.check` checks all
+        self.source, self.num_classes = source, source.num_classes
+        self.train, self.val, self.test = train, val, source.test
+        self.image_size, self.flip, self.num_workers = int(cfg.image_size), bool(cfg.flip), cfg.num_workers
+        self.pin_memory = torch.cuda.is_available()
 
-    @property
-    def sampler(self) -> EpochBatchSampler:
-        return self
+    def to(self, device: torch.device) -> None:
+        """The images stay on disk; batches for a GPU are collated into pinned memory."""
+        self.pin_memory = device.type == "cuda"
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def _loader(self, files: FileList, batches, *, train: bool, workers: int | None = None) -> DataLoader:
+        source = self.source
+        if train:
+            transform = train_transform(self.image_size, source.mean, source.std, flip=self.flip)
+        else:
+            transform = eval_transform(self.image_size, source.mean, source.std)
+        workers = self.num_workers if workers is None else workers
+        return DataLoader(
+            ImageFileDataset(source.root, files, transform, with_index=train),
+            batch_sampler=IndexLists(batches),
+            num_workers=workers,
+            collate_fn=collate_tuple,
+            pin_memory=self.pin_memory,
+            persistent_workers=workers > 0,
+        )
 
-    def global_batches(self) -> list[Tensor]:
-        probs = self.sampling_fn(self.epoch) if self.sampling_fn is not None else None
-        order = draw_epoch(self.labels, self.seed, self.epoch, probs)
-        return global_batches(order, self.batch_size, self.drop_last, world_size=self.world_size)
+    def train_loader(self, batches: EpochBatches) -> DataLoader:
+        """``(images, labels, indices)`` batches of the training split."""
+        return self._loader(self.train, batches, train=True)
 
-    def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.global_batches():
-            yield rank_slice(batch, self.rank, self.world_size).tolist()
+    def eval_loader(self, files: FileList | None, batches: EvalBatches) -> DataLoader:
+        """``(images, labels)`` batches; ``files=None`` (no validation split) gives an empty loader."""
+        if files is None:  # the trainer never runs it: no workers to start
+            return self._loader(
+                FileList([], torch.zeros(0, dtype=torch.int64)), batches, train=False, workers=0
+            )
+        return self._loader(files, batches, train=False)
 
-    def __len__(self) -> int:
-        n, b = len(self.labels), self.batch_size
-        full, rest = divmod(n, b)
-        return full + int(rest >= self.world_size and rest > 0 and not self.drop_last)
+    def unaugmented_train_loader(self, batch_size: int) -> DataLoader:
+        """The whole training split in order, evaluation-transformed, on this process alone."""
+        return self._loader(self.train, EvalBatches(len(self.train), batch_size), train=False)
+
+    def verify(self, open_images: int) -> None:
+        """Every listed image exists and the first ``open_images`` of each split decode (else DataError)."""
+        require_files(self.source)
+        for files in (self.train, self.val, self.test):
+            if files is not None:
+                dataset = ImageFileDataset(self.source.root, files, transform=_unchanged)
+                for i in range(min(open_images, len(files))):
+                    dataset[i]  # decodes; raises DataError naming the file
 
 
-class EvalBatchSampler:
-    """This rank's evaluation batches over :func:`eval_shard` (every sample once, no padding)."""
-
-    def __init__(self, n: int, batch_size: int, rank: int = 0, world_size: int = 1) -> None:
-        self.shard = eval_shard(n, rank, world_size)
-        self.batch_size = batch_size
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.shard.split(self.batch_size):
-            yield batch.tolist()
-
-    def __len__(self) -> int:
-        return -(-len(self.shard) // self.batch_size)
+def _unchanged(image: Any) -> Any:
+    return image

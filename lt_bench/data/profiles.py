@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -28,6 +29,19 @@ from torch import Tensor
 from lt_bench.errors import ConfigError, DataError
 
 PROFILES = ("exp", "step", "even_minority", "none")
+
+
+class Split(Protocol):
+    """A split of either backend (in-memory tensors, a list of image files): labels, and subsets."""
+
+    labels: Tensor
+
+    def __len__(self) -> int: ...
+
+    def subset(self, indices: Tensor) -> Split: ...
+
+
+S = TypeVar("S", bound=Split)
 
 # Stream constants keep the different random draws of one seed independent of each other.
 _STREAM_STRATIFIED = 0x5EED_0001
@@ -217,3 +231,38 @@ def balanced_holdout(labels: Tensor, per_class: int, seed: int) -> tuple[Tensor,
         )
     held = [per_class] * len(sizes)
     return _split_by_class(y, held, np.random.default_rng([seed, _STREAM_HOLDOUT]))
+
+
+def long_tail_splits(
+    train: S,
+    val: S | None,
+    num_classes: int,
+    *,
+    profile: str,
+    imbalance_factor: float,
+    quantity_ratio: float,
+    val_fraction: float,
+    seed: int,
+) -> tuple[S, S | None]:
+    """A source's training pool made long-tailed by the profile, then its stratified validation split.
+
+    Returns ``(train, val)``: ``val`` is the source's own validation split unless ``val_fraction > 0``
+    holds one out of the long-tailed training split. A pool the profile keeps whole is returned as is.
+
+    Raises:
+        ConfigError: ``val_fraction > 0`` for a source that has its own validation split, or a bad
+            profile argument (:func:`profile_counts`).
+    """
+    available = torch.bincount(train.labels, minlength=num_classes).tolist()
+    counts = profile_counts(profile, available, imbalance_factor, quantity_ratio)
+    if counts != available:
+        train = train.subset(select_per_class(train.labels, counts, seed))
+    if val_fraction > 0:
+        if val is not None:
+            raise ConfigError(
+                f"dataset.val_fraction={val_fraction} holds out a validation split but the source already "
+                "provides one (e.g. dataset.use_val_list=true); set one of them"
+            )
+        keep, held = stratified_split(train.labels, val_fraction, seed)
+        train, val = train.subset(keep), train.subset(held)
+    return train, val

@@ -6,55 +6,28 @@ index list, cuts it into the same global batches and takes its strided slice of 
 (:func:`rank_slice`): the union over ranks of step k is exactly global batch k, so 1 and N processes
 see the same data, and a run resumed at epoch E draws the epochs an uninterrupted run would.
 
-Class probabilities (class-aware sampling, ``p_j`` per class, then uniform within the class):
+Both backends (:mod:`lt_bench.data.memory`, :mod:`lt_bench.data.files`) iterate the same two batch
+generators, so they cannot disagree on an order: :class:`EpochBatches` (training, with the
+augmentation keys and the position a resumed run continues from) and :class:`EvalBatches`.
 
-- :func:`class_probabilities`: ``p_j ∝ n_j^q`` (q = 1 instance, q = 0 class-balanced, q = 1/2
-  square-root; PPS's paper form with ``q(E) = 1 - delta * p(E)``).
-- :func:`mixture_probabilities`: ``(1 - f) n_j / N + f / C`` (progressive-balanced with
-  ``f = E / E_total``; PPS in the authors' code with ``f = delta * p(E)``).
+The class probabilities of an epoch come from the schedule
+(:meth:`lt_bench.schedules.Schedule.class_sampling_probs`), handed in as a :data:`SamplingFn`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from lt_bench.errors import ConfigError
+
 _MASK64 = (1 << 64) - 1
 
-
-def _counts_tensor(class_counts: Sequence[int] | Tensor) -> Tensor:
-    counts = torch.as_tensor(class_counts, dtype=torch.float64).flatten()
-    if counts.numel() == 0 or bool((counts < 0).any()) or not bool((counts > 0).any()):
-        raise ValueError(f"class_counts must be non-negative with at least one non-empty class, got {counts}")
-    return counts
-
-
-def class_probabilities(class_counts: Sequence[int] | Tensor, q: float) -> Tensor:
-    """Per-class sampling probabilities ``p_j = n_j^q / sum_k n_k^q`` (float64, sums to 1).
-
-    Classes with no training samples get probability 0 for every q (``0 ** 0`` would otherwise make
-    an empty class as likely as any other under class-balanced sampling).
-    """
-    counts = _counts_tensor(class_counts)
-    present = counts > 0
-    weights = torch.where(present, counts.clamp_min(1.0).pow(q), torch.zeros_like(counts))
-    return weights / weights.sum()
-
-
-def mixture_probabilities(class_counts: Sequence[int] | Tensor, f: float) -> Tensor:
-    """Per-class probabilities ``(1 - f) n_j / N + f / C`` (float64, sums to 1), ``f`` in [0, 1].
-
-    ``f = 0`` is instance sampling, ``f = 1`` class-balanced. ``C`` counts the non-empty classes
-    only, so an empty class is never drawn.
-    """
-    if not 0.0 <= f <= 1.0:
-        raise ValueError(f"mixture fraction f={f} must be in [0, 1]")
-    counts = _counts_tensor(class_counts)
-    present = counts > 0
-    balanced = present.double() / present.sum()
-    return (1.0 - f) * counts / counts.sum() + f * balanced
+SamplingFn = Callable[[int], Tensor | None]
+"""Per-class draw probabilities of an epoch, or None for a plain permutation of the training set."""
 
 
 def _splitmix64(x: int) -> int:
@@ -145,3 +118,100 @@ def eval_shard(n: int, rank: int, world_size: int) -> Tensor:
     if not 0 <= rank < world_size:
         raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
     return torch.arange(n)[rank::world_size]
+
+
+class RankBatch(NamedTuple):
+    """One step of this rank: indices into the split, and (training only) the augmentation keys."""
+
+    indices: Tensor
+    # ``epoch * N + global position in the epoch``: identifies the draw whatever the number of ranks
+    keys: Tensor | None
+
+
+class EpochBatches:
+    """This rank's training batches: :func:`draw_epoch`'s global order cut into :func:`global_batches`,
+    each strided to this rank by :func:`rank_slice`.
+
+    Lightning calls ``set_epoch`` (through the loader's ``sampler``) at the start of every epoch. It
+    stores :meth:`state_dict` with the loop state in every checkpoint and hands it back to
+    :meth:`load_state_dict` only when it resumes inside an epoch: the next iteration of that epoch then
+    skips the batches already trained on.
+
+    Raises:
+        ConfigError: a global batch smaller than the number of processes (some rank would get nothing).
+    """
+
+    def __init__(
+        self,
+        labels: Tensor,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        sampling_fn: SamplingFn | None = None,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if batch_size < world_size:
+            raise ConfigError(
+                f"dataset.batch_size={batch_size} is the global batch, shared by {world_size} processes; "
+                f"set it to at least {world_size}"
+            )
+        self.labels = labels.cpu()
+        self.batch_size, self.seed, self.sampling_fn = batch_size, seed, sampling_fn
+        self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
+        self.epoch = 0
+        self.batches_done = 0  # batches of the current epoch handed out
+        self._resume_at: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batches_done": self.batches_done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume_at = (state["epoch"], state["batches_done"])
+
+    def _take_resume(self) -> int:
+        """Batches of this epoch done before the checkpoint the run resumed from (0 when none)."""
+        resume, self._resume_at = self._resume_at, None
+        return resume[1] if resume is not None and resume[0] == self.epoch else 0
+
+    def global_batches(self) -> list[Tensor]:
+        probs = self.sampling_fn(self.epoch) if self.sampling_fn is not None else None
+        order = draw_epoch(self.labels, self.seed, self.epoch, probs)
+        return global_batches(order, self.batch_size, self.drop_last, world_size=self.world_size)
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.labels), self.batch_size)
+        return full + int(rest >= self.world_size and rest > 0 and not self.drop_last)
+
+    def __iter__(self) -> Iterator[RankBatch]:
+        n = len(self.labels)
+        position = 0
+        skip = self.batches_done = self._take_resume()
+        for i, batch in enumerate(self.global_batches()):
+            start, position = position, position + len(batch)
+            if i < skip:
+                continue
+            keys = self.epoch * n + start + torch.arange(len(batch))
+            self.batches_done = i + 1
+            yield RankBatch(
+                rank_slice(batch, self.rank, self.world_size), rank_slice(keys, self.rank, self.world_size)
+            )
+
+
+class EvalBatches:
+    """This rank's evaluation batches over :func:`eval_shard` (every sample once, no padding)."""
+
+    def __init__(self, n: int, batch_size: int, rank: int = 0, world_size: int = 1) -> None:
+        self.shard = eval_shard(n, rank, world_size)
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.shard) // self.batch_size)
+
+    def __iter__(self) -> Iterator[RankBatch]:
+        for batch in self.shard.split(self.batch_size):
+            yield RankBatch(batch, None)

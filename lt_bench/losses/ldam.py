@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor
 
-from lt_bench.losses.base import LogitLoss, Real, class_count_tensor
+from lt_bench.losses.base import LOSSES, LogitLoss, NonNegative, Positive, class_count_tensor
 
 
 def ldam_margins(class_counts: Tensor, max_m: float) -> Tensor:
@@ -27,16 +27,16 @@ def ldam_ce(cosines: Tensor, targets: Tensor, margins: Tensor, s: float) -> Tens
     return F.cross_entropy(s * margin_logits(cosines, targets, margins), targets, reduction="none")
 
 
+@LOSSES.register("ldam")
 class LDAMLoss(LogitLoss):
     """``l_i = CE(s * (cos_i - m_{y_i} 1_{y_i}), y_i)`` on cosine-head outputs in [-1, 1].
 
     Prediction is the argmax of the cosines (the margin is training-only; s does not change argmax).
     """
 
-    name = "ldam"
-    params = {"max_m": Real(0.5, low=0.0), "s": Real(30.0, low=0.0, open_low=True)}
-
-    def __init__(self, class_counts: Sequence[int] | Tensor, *, max_m: float = 0.5, s: float = 30.0) -> None:
+    def __init__(
+        self, class_counts: Sequence[int] | Tensor, *, max_m: NonNegative = 0.5, s: Positive = 30.0
+    ) -> None:
         super().__init__()
         self.max_m, self.s = max_m, s
         self.register_buffer("margins", ldam_margins(class_count_tensor(class_counts), max_m).float())

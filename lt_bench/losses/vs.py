@@ -7,9 +7,10 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor
 
-from lt_bench.losses.base import Flag, LogitLoss, Real, class_count_tensor
+from lt_bench.losses.base import LOSSES, LogitLoss, NonNegative, Switch, class_count_tensor
 
 
+@LOSSES.register("vs")
 class VSLoss(LogitLoss):
     """``l_i = CE(z_i * (n / n_max)^gamma + tau * log pi, y_i)``; with ``multiplicative=False`` (TLA)
     the scaling is dropped: ``CE(z_i + tau * log pi, y_i)``.
@@ -18,16 +19,13 @@ class VSLoss(LogitLoss):
     code does), so :meth:`predict` is the identity.
     """
 
-    name = "vs"
-    params = {"gamma": Real(0.2, low=0.0), "tau": Real(1.0, low=0.0), "multiplicative": Flag(True)}
-
     def __init__(
         self,
         class_counts: Sequence[int] | Tensor,
         *,
-        gamma: float = 0.2,
-        tau: float = 1.0,
-        multiplicative: bool = True,
+        gamma: NonNegative = 0.2,
+        tau: NonNegative = 1.0,
+        multiplicative: Switch = True,
     ) -> None:
         super().__init__()
         counts = class_count_tensor(class_counts)

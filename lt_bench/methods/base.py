@@ -23,6 +23,7 @@ from lt_bench.data.datamodule import DataInfo
 from lt_bench.errors import TrainingDiverged
 from lt_bench.losses import build_loss
 from lt_bench.losses.base import LogitLoss
+from lt_bench.losses.prototype import with_prototype_loss
 from lt_bench.metrics import LongTailMetrics, scalar_metrics
 from lt_bench.mixing import label_weights, mix_batch, sample_lambda
 from lt_bench.models import build_backbone, build_head
@@ -30,7 +31,7 @@ from lt_bench.optim import build_optimizer, lr_factor
 from lt_bench.schedules import Schedule
 
 # keys of a loss node that configure how it is used rather than the loss formula itself
-LOSS_USAGE_KEYS = ("name", "head", "after_e0")
+LOSS_USAGE_KEYS = ("name", "head", "after_e0", "prototype_weight")
 
 
 def batch_seed(seed: int, epoch: int, batch_idx: int, rank: int) -> int:
@@ -39,12 +40,12 @@ def batch_seed(seed: int, epoch: int, batch_idx: int, rank: int) -> int:
 
 
 class LongTailModule(L.LightningModule):
-    def __init__(self, cfg: DictConfig, info: DataInfo) -> None:
+    def __init__(self, cfg: DictConfig, info: DataInfo, schedule: Schedule) -> None:
         super().__init__()
         self.cfg, self.info = cfg, info
         counts = torch.tensor(info.class_counts, dtype=torch.float32)
         self.register_buffer("class_counts", counts, persistent=False)
-        self.schedule = Schedule(**params_of(cfg.schedule))
+        self.schedule = schedule
         self.backbone, self.head = self.build_model()
         self._apply_speed_options()
         self.loss_before, self.loss_after = self.build_losses()
@@ -100,7 +101,8 @@ class LongTailModule(L.LightningModule):
         after_e0 = self.cfg.loss.get("after_e0")
         switch = params_of(after_e0, drop=()) if after_e0 else {}
         after = build_loss(name, self.info.class_counts, **{**params, **switch}) if switch else before
-        return before, after
+        weight = self.cfg.loss.get("prototype_weight", 0.0)  # GCPL, on a prototype head
+        return with_prototype_loss(before, weight, self.head), with_prototype_loss(after, weight, self.head)
 
     # -- schedule ----------------------------------------------------------------------------------
     def loss_at(self, epoch: int) -> LogitLoss:
@@ -299,11 +301,10 @@ class LongTailModule(L.LightningModule):
         return [factor]
 
     def configure_optimizers(self) -> dict:
-        o = self.cfg.optimizer
-        groups = self.param_groups()
-        optimizer = build_optimizer(groups, o.name, o.lr, o.momentum, o.weight_decay, o.nesterov, rho=o.rho)
+        optimizer = build_optimizer(self.param_groups(), self.cfg.optimizer)
         lambdas = self.lr_lambdas()
-        if len(lambdas) == 1 and len(groups) > 1:
-            lambdas = lambdas * len(groups)
+        # one factor for every group, or one per method group; build_optimizer may split a method group
+        # (no decay on biases and norms), so each optimizer group names the method group it came from
+        lambdas = [lambdas[g["method_group"] if len(lambdas) > 1 else 0] for g in optimizer.param_groups]
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -16,7 +16,9 @@ from torch import Tensor
 
 from lt_bench.data.datamodule import DataInfo
 from lt_bench.errors import ConfigError
+from lt_bench.methods.registry import METHODS
 from lt_bench.methods.two_stage import TwoStageModule
+from lt_bench.schedules import Schedule
 
 LOCAL_FORMS = ("mapped", "raw")
 
@@ -78,11 +80,12 @@ def msr_weights(
     return (alpha * w_global + (1 - alpha) * w_local).float()
 
 
+@METHODS.register("phase")
 class PhaseMethod(TwoStageModule):
     """``method=phase``: DAW (``loss=asl``) on the whole network, then MSR-weighted CE on the head."""
 
-    def __init__(self, cfg: DictConfig, info: DataInfo) -> None:
-        super().__init__(cfg, info)
+    def __init__(self, cfg: DictConfig, info: DataInfo, schedule: Schedule) -> None:
+        super().__init__(cfg, info, schedule)
         m = cfg.method
         if not 0 <= m.alpha <= 1:
             raise ConfigError(f"method.alpha={m.alpha} must be in [0, 1] (0.8 in the paper)")
@@ -96,7 +99,7 @@ class PhaseMethod(TwoStageModule):
         datamodule = self.trainer.datamodule
         features, labels = [], []
         for images, y in datamodule.unaugmented_train_loader():
-            features.append(self.backbone(datamodule.augment.eval(images.to(self.device))))
+            features.append(self.backbone(images.to(self.device)))  # normalised by the loader
             labels.append(y.to(self.device))
         return torch.cat(features), torch.cat(labels)
 

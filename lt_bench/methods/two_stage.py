@@ -12,13 +12,14 @@ from omegaconf import DictConfig
 
 from lt_bench.data.datamodule import DataInfo
 from lt_bench.methods.base import LongTailModule
+from lt_bench.schedules import Schedule
 
 
 class TwoStageModule(LongTailModule):
     reinit_head: bool = False
 
-    def __init__(self, cfg: DictConfig, info: DataInfo) -> None:
-        super().__init__(cfg, info)
+    def __init__(self, cfg: DictConfig, info: DataInfo, schedule: Schedule) -> None:
+        super().__init__(cfg, info, schedule)
         self.register_buffer("stage2_entered", torch.tensor(False))
 
     def train(self, mode: bool = True) -> TwoStageModule:

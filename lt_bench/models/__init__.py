@@ -1,6 +1,6 @@
-"""Backbones (features) and heads (logits)."""
+"""Backbones (features) and heads (logits), each chosen by name from its registry."""
 
-from lt_bench.models.backbones import BACKBONE_NAMES, build_backbone
-from lt_bench.models.heads import HEAD_NAMES, build_head
+from lt_bench.models.backbones import BACKBONES, backbone_parameters, build_backbone
+from lt_bench.models.heads import HEADS, build_head, head_parameters
 
-__all__ = ["BACKBONE_NAMES", "HEAD_NAMES", "build_backbone", "build_head"]
+__all__ = ["BACKBONES", "HEADS", "backbone_parameters", "build_backbone", "build_head", "head_parameters"]

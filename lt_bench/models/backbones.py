@@ -1,14 +1,21 @@
 """Backbones: ``forward(x) -> features [B, out_dim]``; every backbone has an ``out_dim`` attribute.
 
+``backbone=NAME`` is ``BACKBONES.get(NAME)``, a builder called as ``builder(in_channels=..., **params)``;
+the keys of the ``backbone`` config node other than ``name`` are its ``params``, checked against the
+builder's signature (:func:`backbone_parameters`). Built in:
+
 - ``resnet32`` / ``resnet44``: He et al.'s CIFAR ResNets (option-A shortcuts, ``width`` multiplier).
 - ``convnet``: ARConvL's small CNN for MNIST-sized images.
 - ``resnet10`` / ``resnet50`` / ``resnext50_32x4d``: torchvision's ImageNet ResNets, random init or a
   local state_dict (nothing is ever downloaded).
+
+A backbone of one's own: ``@BACKBONES.register("my_net")`` over a function or class whose first parameter
+is ``in_channels`` and whose result has ``out_dim``; list its module in ``plugins=[...]``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +24,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lt_bench.errors import ConfigError
+from lt_bench.models.signature import builder_params, check_params
+from lt_bench.registry import Registry
 
-BACKBONE_NAMES = ("resnet32", "resnet44", "convnet", "resnet10", "resnet50", "resnext50_32x4d")
-
-# Parameters each backbone accepts besides in_channels (anything else is a configuration error)
-_PARAMS: dict[str, tuple[str, ...]] = {
-    "resnet32": ("width",),
-    "resnet44": ("width",),
-    "convnet": ("channels", "out_dim", "image_size"),
-    "resnet10": ("pretrained",),
-    "resnet50": ("pretrained",),
-    "resnext50_32x4d": ("pretrained",),
-}
+BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -99,6 +98,18 @@ class CifarResNet(nn.Module):
         return F.adaptive_avg_pool2d(out, 1).flatten(1)
 
 
+@BACKBONES.register("resnet32")
+def resnet32(in_channels: int = 3, width: int = 1) -> CifarResNet:
+    """ResNet-32 (n = 5), ``16/32/64 x width`` channels."""
+    return CifarResNet(5, in_channels=in_channels, width=_positive_int("resnet32", "width", width))
+
+
+@BACKBONES.register("resnet44")
+def resnet44(in_channels: int = 3, width: int = 1) -> CifarResNet:
+    """ResNet-44 (n = 7), ``16/32/64 x width`` channels."""
+    return CifarResNet(7, in_channels=in_channels, width=_positive_int("resnet44", "width", width))
+
+
 def _kaiming_normal(module: nn.Module) -> None:
     # the CIFAR ResNet reference code: Kaiming-normal (fan-in) weights, BatchNorm left at (1, 0)
     if isinstance(module, nn.Conv2d | nn.Linear):
@@ -156,22 +167,26 @@ class ConvNet(nn.Module):
         return self.bn(self.dense(flat))
 
 
+@BACKBONES.register("convnet")
+def convnet(
+    in_channels: int = 1, out_dim: int = 64, channels: Sequence[int] = (32, 64), image_size: int = 28
+) -> ConvNet:
+    """:class:`ConvNet` with checked sizes (``channels`` a list such as ``[32, 64]``)."""
+    if isinstance(channels, int | str) or len(channels) == 0:
+        raise ConfigError(f"backbone 'convnet': channels={channels!r} must be a list such as [32, 64]")
+    return ConvNet(
+        in_channels=in_channels,
+        out_dim=_positive_int("convnet", "out_dim", out_dim),
+        channels=tuple(_positive_int("convnet", "channels", c) for c in channels),
+        image_size=_positive_int("convnet", "image_size", image_size),
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # torchvision ImageNet ResNets
 # --------------------------------------------------------------------------------------------------
-def _torchvision(name: str, in_channels: int, pretrained: str | None) -> nn.Module:
+def _torchvision(net: nn.Module, in_channels: int, pretrained: str | None) -> nn.Module:
     """A torchvision ResNet/ResNeXt with ``fc`` replaced by Identity (features = pooled activations)."""
-    # imported here: torchvision is only needed for the ImageNet-scale backbones
-    from torchvision.models import resnet50, resnext50_32x4d
-    from torchvision.models.resnet import BasicBlock as TVBasicBlock
-    from torchvision.models.resnet import ResNet
-
-    if name == "resnet10":
-        net = ResNet(TVBasicBlock, [1, 1, 1, 1])
-    elif name == "resnet50":
-        net = resnet50(weights=None)
-    else:
-        net = resnext50_32x4d(weights=None)
     if in_channels != 3:
         stem = net.conv1
         net.conv1 = nn.Conv2d(
@@ -186,8 +201,34 @@ def _torchvision(name: str, in_channels: int, pretrained: str | None) -> nn.Modu
     net.out_dim = net.fc.in_features
     net.fc = nn.Identity()
     if pretrained:
-        _load_local_state(net, Path(pretrained))
+        _load_local_state(net, Path(str(pretrained)))
     return net
+
+
+# torchvision is imported inside the builders: only the ImageNet-scale backbones need it
+@BACKBONES.register("resnet10")
+def resnet10(in_channels: int = 3, pretrained: str | None = None) -> nn.Module:
+    """torchvision's ResNet with BasicBlocks x [1, 1, 1, 1]; ``pretrained``: a local state_dict path."""
+    from torchvision.models.resnet import BasicBlock as TVBasicBlock
+    from torchvision.models.resnet import ResNet
+
+    return _torchvision(ResNet(TVBasicBlock, [1, 1, 1, 1]), in_channels, pretrained)
+
+
+@BACKBONES.register("resnet50")
+def resnet50(in_channels: int = 3, pretrained: str | None = None) -> nn.Module:
+    """torchvision's ResNet-50; ``pretrained``: a local state_dict path."""
+    from torchvision.models import resnet50 as tv_resnet50
+
+    return _torchvision(tv_resnet50(weights=None), in_channels, pretrained)
+
+
+@BACKBONES.register("resnext50_32x4d")
+def resnext50_32x4d(in_channels: int = 3, pretrained: str | None = None) -> nn.Module:
+    """torchvision's ResNeXt-50 32x4d; ``pretrained``: a local state_dict path."""
+    from torchvision.models import resnext50_32x4d as tv_resnext50
+
+    return _torchvision(tv_resnext50(weights=None), in_channels, pretrained)
 
 
 def _load_local_state(net: nn.Module, path: Path) -> None:
@@ -228,32 +269,17 @@ def _positive_int(name: str, key: str, value: Any) -> int:
     return int(value)
 
 
+def backbone_parameters(name: str) -> dict[str, Any]:
+    """The parameters backbone ``name`` accepts besides ``in_channels``, with their defaults."""
+    return builder_params(BACKBONES.get(name), leading=("in_channels",))
+
+
 def build_backbone(name: str, in_channels: int = 3, **params: Any) -> nn.Module:
-    """Build the backbone ``name`` (one of :data:`BACKBONE_NAMES`) for ``in_channels``-channel images.
+    """Build the backbone ``name`` (a name in :data:`BACKBONES`) for ``in_channels``-channel images.
 
     Parameters: resnet32/44 ``width`` (int, default 1); convnet ``channels`` (default (32, 64)),
     ``out_dim`` (64), ``image_size`` (28); torchvision ones ``pretrained`` (local state_dict path or None).
     """
-    if name not in _PARAMS:
-        raise ConfigError(f"backbone={name!r} is not known; choose one of: {', '.join(BACKBONE_NAMES)}")
-    unknown = sorted(set(params) - set(_PARAMS[name]))
-    if unknown:
-        raise ConfigError(
-            f"backbone {name!r} has no parameter(s) {', '.join(unknown)}; valid: {', '.join(_PARAMS[name])}"
-        )
+    check_params("backbone", name, backbone_parameters(name), params)
     in_channels = _positive_int(name, "in_channels", in_channels)
-    if name in ("resnet32", "resnet44"):
-        width = _positive_int(name, "width", params.get("width", 1))
-        return CifarResNet(5 if name == "resnet32" else 7, in_channels=in_channels, width=width)
-    if name == "convnet":
-        channels = params.get("channels", (32, 64))
-        if isinstance(channels, int | str) or len(channels) == 0:
-            raise ConfigError(f"backbone 'convnet': channels={channels!r} must be a list such as [32, 64]")
-        return ConvNet(
-            in_channels=in_channels,
-            out_dim=_positive_int(name, "out_dim", params.get("out_dim", 64)),
-            channels=tuple(_positive_int(name, "channels", c) for c in channels),
-            image_size=_positive_int(name, "image_size", params.get("image_size", 28)),
-        )
-    pretrained = params.get("pretrained")
-    return _torchvision(name, in_channels, str(pretrained) if pretrained else None)
+    return BACKBONES.get(name)(in_channels=in_channels, **params)

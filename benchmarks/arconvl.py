@@ -1,0 +1,110 @@
+"""ARCONVL: one ARConvL training step against one CE step on the same backbone and data, in fp32 and in
+bf16-mixed + channels_last.
+
+Both train ARConvL's small CNN (``backbone=convnet``, channels [32, 64], 64-d features: the network of
+``experiment=arconvl_mnist``, Fashion-MNIST's too) on synthetic 28x28x1 images of 10 classes, batch
+``--batch-size``, through lt_bench's own build path, with the same optimizer (SGD, momentum 0.9, no weight
+decay, as ARConvL's recipes); CE is ``method=standard loss=ce`` with the linear head, ARConvL
+``method=arconvl``.
+The four variants run interleaved in rounds like THROUGHPUT's, and every ratio is the median over rounds
+of the quotient within a round. ``python -m benchmarks.arconvl`` (``make bench``'s options) runs this
+section alone.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+from benchmarks.common import Settings, compose, paired_ratio, timed_fit, trainer_overrides
+from lt_bench.data.datamodule import LongTailDataModule
+
+NUM_CLASSES = 10
+METHODS = {"ce": ("method=standard", "loss=ce"), "arconvl": ("method=arconvl", "method.latent_dim=64")}
+PRECISIONS = {
+    "fp32": (),
+    "bf16_cl": ("trainer.precision=bf16-mixed", "trainer.channels_last=true"),
+}
+VARIANTS = {f"{m}_{p}": (*METHODS[m], *PRECISIONS[p]) for p in PRECISIONS for m in METHODS}
+
+
+def base_overrides(s: Settings) -> list[str]:
+    per_class = math.ceil((s.warmup + s.steps) * s.batch_size / NUM_CLASSES)
+    return [
+        "dataset=synthetic",
+        "dataset.image_size=28",
+        "dataset.channels=1",
+        f"dataset.num_classes={NUM_CLASSES}",
+        f"dataset.per_class={per_class}",
+        "dataset.test_per_class=1",
+        "dataset.profile=none",
+        "dataset.val_fraction=0",
+        f"dataset.batch_size={s.batch_size}",
+        "dataset.crop_padding=0",
+        "dataset.flip=false",
+        "backbone=convnet",
+        "backbone.channels=[32,64]",
+        "backbone.out_dim=64",
+        "optimizer.weight_decay=0",
+        *trainer_overrides(s),
+    ]
+
+
+def arconvl_steps(s: Settings, run_dir: Path) -> dict[str, list[float]]:
+    """Seconds per training step of every variant in every round, the variants interleaved in each."""
+    base = base_overrides(s)
+    datamodule = LongTailDataModule(compose(base).dataset, 0)
+    datamodule.prepare()
+    seconds: dict[str, list[float]] = {key: [] for key in VARIANTS}
+    for _ in range(s.rounds):
+        for key, overrides in VARIANTS.items():
+            cfg = compose([*base, *overrides])
+            seconds[key].append(timed_fit(s, cfg, datamodule, run_dir / key) / s.steps)
+    return seconds
+
+
+def report_arconvl(s: Settings, seconds: dict[str, list[float]]) -> None:
+    print(
+        f"ARCONVL convnet [32, 64] -> 64-d features, {NUM_CLASSES} classes, synthetic 28x28x1 images, batch "
+        f"{s.batch_size}, SGD without weight decay for both; ms per training step (median over rounds)"
+    )
+    for key, values in seconds.items():
+        method, precision = key.split("_", 1)
+        each = " ".join(f"{v * 1e3:.1f}" for v in values)
+        print(
+            f"ARCONVL {method:<8} {precision:<8} {statistics.median(values) * 1e3:8.1f} ms/step  "
+            f"[rounds: {each}]"
+        )
+    print(
+        "ARCONVL arconvl / ce step cost (paired by round): "
+        f"fp32 {paired_ratio(seconds, 'arconvl_fp32', 'ce_fp32'):.2f}, "
+        f"bf16-mixed + channels_last {paired_ratio(seconds, 'arconvl_bf16_cl', 'ce_bf16_cl'):.2f}"
+    )
+    print(
+        "ARCONVL bf16-mixed + channels_last speed-up over fp32: "
+        f"ce {paired_ratio(seconds, 'ce_fp32', 'ce_bf16_cl'):.2f}x, "
+        f"arconvl {paired_ratio(seconds, 'arconvl_fp32', 'arconvl_bf16_cl'):.2f}x"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    import tempfile
+
+    import torch
+
+    from benchmarks.bench import parse_args
+    from benchmarks.common import machine
+    from lt_bench.train import _quiet_lightning
+
+    s = parse_args(argv)
+    _quiet_lightning()
+    torch.set_float32_matmul_precision("high")  # as lt_bench.train does
+    print(f"lt_bench bench: {machine(s.device)}")
+    print(f"per variant and round {s.warmup} warm-up + {s.steps} timed steps; {s.rounds} rounds")
+    with tempfile.TemporaryDirectory(prefix="lt_bench_arconvl_") as tmp:
+        report_arconvl(s, arconvl_steps(s, Path(tmp)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Run the jobs of a results table one by one, resumably, and keep each finished run's small outputs.
+
+    python scripts/run_table.py scripts/tables/fashion.yaml [--only TABLE[,TABLE]] [--jobs N] [--list]
+
+The YAML lists tables; each has shared overrides, seeds, optional swept values and its rows (name ->
+overrides). A job is (table, row, sweep value, seed). A finished job is one whose
+``results/<table>/<row>/<value>/seed<k>/summary.json`` exists: it is skipped, so the script can be
+stopped at any point (or the machine lost) and started again. Checkpoints stay in a scratch folder
+(``--scratch``, default /tmp/lt_bench_tables) and each job resumes there with ``ckpt_path=auto``; only
+summary.json and the resolved config (.hydra/config.yaml, overrides.yaml) are copied under results/.
+Runs use one torch thread each; ``--jobs 2`` runs two at a time (the brief's limit on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Job:
+    table: str
+    row: str
+    value: str  # the swept value's folder name ("all" when the table sweeps nothing)
+    seed: int
+    overrides: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.table}/{self.row}/{self.value}/seed{self.seed}"
+
+
+def jobs_of(spec: dict, only: set[str] | None) -> list[Job]:
+    """Every job of the spec, ordered seed-major so that each row gets its first seed early."""
+    jobs = []
+    for table, t in spec.items():
+        if only and table not in only:
+            continue
+        key, values = t.get("sweep", {}).get("key"), t.get("sweep", {}).get("values", [None])
+        for seed, value, (row, row_overrides) in itertools.product(t["seeds"], values, t["rows"].items()):
+            swept = [] if key is None else [f"{key}={value}"]
+            overrides = (*t.get("common", []), *row_overrides, *swept, f"seed={seed}")
+            # a folder name without '=': it goes into hydra.run.dir, where '=' would break the override
+            folder = "all" if key is None else f"{t['sweep'].get('label', key.rsplit('.', 1)[-1])}{value}"
+            jobs.append(Job(table, row, folder, seed, overrides))
+    return jobs
+
+
+def run(job: Job, results: Path, scratch: Path, python: str, cwd: Path) -> str:
+    done = results / job.name
+    if (done / "summary.json").exists():
+        return f"skip {job.name}"
+    run_dir = scratch / job.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        python,
+        "-m",
+        "lt_bench",
+        *job.overrides,
+        f"hydra.run.dir={run_dir}",
+        "ckpt_path=auto",
+        "trainer.enable_progress_bar=false",
+        "print_table=false",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    started = time.time()
+    with open(run_dir / "runner.log", "a") as log:
+        code = subprocess.call(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if code != 0 or not (run_dir / "summary.json").exists():
+        return f"FAIL {job.name} (exit {code}; see {run_dir / 'runner.log'})"
+    done.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(run_dir / "summary.json", done / "summary.json")
+    (done / ".hydra").mkdir(exist_ok=True)
+    for name in ("config.yaml", "overrides.yaml"):
+        if (run_dir / ".hydra" / name).exists():
+            shutil.copy2(run_dir / ".hydra" / name, done / ".hydra" / name)
+    return f"done {job.name} in {time.time() - started:.0f} s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("spec", type=Path)
+    parser.add_argument("--only", default=None, help="comma-separated tables to run")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--results", type=Path, default=ROOT / "results")
+    parser.add_argument("--scratch", type=Path, default=Path("/tmp/lt_bench_tables"))
+    parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--cwd", type=Path, default=ROOT, help="checkout whose lt_bench runs the jobs")
+    parser.add_argument("--list", action="store_true", help="print the jobs and whether each is done")
+    args = parser.parse_args(argv)
+    spec = yaml.safe_load(args.spec.read_text())
+    jobs = jobs_of(spec, set(args.only.split(",")) if args.only else None)
+    if args.list:
+        for job in jobs:
+            state = "done" if (args.results / job.name / "summary.json").exists() else "todo"
+            print(f"{state} {job.name}: {' '.join(job.overrides)}")
+        return 0
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for line in pool.map(lambda j: run(j, args.results, args.scratch, args.python, args.cwd), jobs):
+            print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
