@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lt_bench-installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench data clean
 
 # Re-installs whenever pyproject.toml or the pinned versions change.
 $(STAMP): pyproject.toml constraints.txt
@@ -27,6 +27,14 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench $(ARGS)
+
+# The full Fashion-MNIST (60,000 + 10,000 images) for the README's real-data tables.
+FASHION := /usr/share/datasets/fashion-mnist
+data:
+	@if [ -d $(FASHION) ]; then echo "Fashion-MNIST is in $(FASHION)"; \
+	elif command -v apt-get >/dev/null; then apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	else echo "no apt-get here: put the four Fashion-MNIST idx files (train-images-idx3-ubyte.gz ...) in a folder" \
+		"and pass dataset.root=FOLDER (layout: docs/datasets.md)"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache outputs/*/ multirun

@@ -63,6 +63,9 @@ def run(job: Job, results: Path, scratch: Path, python: str, cwd: Path) -> str:
     if (done / "summary.json").exists():
         return f"skip {job.name}"
     run_dir = scratch / job.name
+    if (run_dir / "summary.json").exists():  # finished (summary.json is written last, atomically)
+        _collect(run_dir, done)
+        return f"collected {job.name}"
     run_dir.mkdir(parents=True, exist_ok=True)
     command = [
         python,
@@ -80,13 +83,17 @@ def run(job: Job, results: Path, scratch: Path, python: str, cwd: Path) -> str:
         code = subprocess.call(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env)
     if code != 0 or not (run_dir / "summary.json").exists():
         return f"FAIL {job.name} (exit {code}; see {run_dir / 'runner.log'})"
-    done.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(run_dir / "summary.json", done / "summary.json")
-    (done / ".hydra").mkdir(exist_ok=True)
+    _collect(run_dir, done)
+    return f"done {job.name} in {time.time() - started:.0f} s"
+
+
+def _collect(run_dir: Path, done: Path) -> None:
+    """Copy a finished run's small outputs (never checkpoints) into results/."""
+    (done / ".hydra").mkdir(parents=True, exist_ok=True)
     for name in ("config.yaml", "overrides.yaml"):
         if (run_dir / ".hydra" / name).exists():
             shutil.copy2(run_dir / ".hydra" / name, done / ".hydra" / name)
-    return f"done {job.name} in {time.time() - started:.0f} s"
+    shutil.copy2(run_dir / "summary.json", done / "summary.json")  # last: its presence marks the job done
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -245,12 +245,12 @@ def test_a_users_backbone_and_head_register_by_name(monkeypatch):
     def catch_all(in_channels: int, **anything) -> nn.Module:
         return nn.Identity()
 
-    with pytest.raises(TypeError, match="no \\*args/\\*\\*kwargs"):
+    with pytest.raises(ConfigError, match="takes \\*args or \\*\\*kwargs"):
         build_backbone("catch_all", in_channels=1)
 
     @heads.register("no_dims")
     def no_dims(num_classes: int) -> nn.Module:
         return nn.Identity()
 
-    with pytest.raises(TypeError, match="must start with in_dim, num_classes"):
+    with pytest.raises(ConfigError, match="must start with in_dim, num_classes"):
         build_head("no_dims", 6, 3)

@@ -287,7 +287,7 @@ def _load_a_tuple(seed: int = 0):
 
 def test_a_loader_must_name_its_keys_and_return_a_known_source():
     SOURCES.register("plugin_kwargs", _load_with_kwargs)
-    with pytest.raises(ConfigError, match=r"\*\*kwargs; name every dataset key"):
+    with pytest.raises(ConfigError, match=r"takes \*args or \*\*kwargs; name every parameter"):
         source_keys("plugin_kwargs")
     SOURCES.register("plugin_tuple", _load_a_tuple)
     with pytest.raises(ConfigError, match="returned a tuple; a source's loader returns an ImageSource"):

@@ -34,7 +34,6 @@ ImageNet-LT and iNaturalist 2018 are file-based (JPEGs read by DataLoader worker
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 import pickle
 from collections.abc import Callable, Mapping
@@ -49,6 +48,7 @@ from torch import Tensor
 from lt_bench.data.profiles import balanced_holdout
 from lt_bench.errors import ConfigError, DataError
 from lt_bench.registry import Registry
+from lt_bench.signature import REQUIRED, builder_params
 
 if TYPE_CHECKING:
     from lt_bench.data.files import FileSource
@@ -370,8 +370,11 @@ _IDX_FILES = {
 _IDX_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 _IDX_URLS = {
     "mnist": "https://yann.lecun.com/exdb/mnist/ (or any MNIST mirror)",
-    "fashion_mnist": "https://github.com/zalandoresearch/fashion-mnist (data/fashion/)",
+    "fashion_mnist": "https://github.com/zalandoresearch/fashion-mnist (data/fashion/), or run `make data` "
+    "(Debian's dataset-fashion-mnist, into /usr/share/datasets/fashion-mnist)",
 }
+# where Debian's dataset-fashion-mnist package (`make data`) puts the four files
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
 def _idx_layout_help(root: Path, kind: str) -> str:
@@ -471,8 +474,17 @@ def load_mnist(root: str | Path | None) -> ImageSource:
 
 
 @SOURCES.register("fashion_mnist")
-def load_fashion_mnist(root: str | Path | None) -> ImageSource:
-    """Fashion-MNIST from its idx files (see :func:`load_idx_dataset`)."""
+def load_fashion_mnist(root: str | Path | None = None) -> ImageSource:
+    """Fashion-MNIST from its idx files (see :func:`load_idx_dataset`); without ``dataset.root``, from
+    :data:`DEBIAN_FASHION_MNIST` when that folder exists."""
+    if root is None or str(root) == "":
+        if not DEBIAN_FASHION_MNIST.is_dir():
+            raise ConfigError(
+                f"dataset.root is not set and {DEBIAN_FASHION_MNIST} does not exist: run `make data` "
+                "(installs Debian's dataset-fashion-mnist there), or put the four idx files "
+                "(train-images-idx3-ubyte[.gz] ...) in DIR and set dataset.root=DIR"
+            )
+        root = DEBIAN_FASHION_MNIST
     return load_idx_dataset(root, "fashion_mnist")
 
 
@@ -542,15 +554,9 @@ def require_root(root: str | Path | None, holds: str) -> Path:
     return Path(root).expanduser()
 
 
-def _parameters(name: str) -> dict[str, inspect.Parameter]:
-    loader = SOURCES.get(name)
-    parameters = dict(inspect.signature(loader).parameters)
-    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters.values()):
-        raise ConfigError(
-            f"dataset.source={name!r}: its loader takes *args or **kwargs; name every dataset key it reads "
-            "as a keyword parameter, so lt_bench can pass exactly those"
-        )
-    return parameters
+def _parameters(name: str) -> dict[str, Any]:
+    """``{dataset key: default}`` of source ``name``'s loader (``REQUIRED`` when it has none)."""
+    return builder_params(SOURCES.get(name), leading=())
 
 
 def source_keys(name: str) -> tuple[str, ...]:
@@ -573,12 +579,12 @@ def load_source(cfg: Mapping[str, Any], seed: int) -> ImageSource | FileSource:
     """
     name = cfg["source"]
     kwargs: dict[str, Any] = {}
-    for key, parameter in _parameters(name).items():
+    for key, parameter in _parameters(name).items():  # parameter: its default
         if key == SEED:
             kwargs[key] = seed
         elif key in cfg:
             kwargs[key] = cfg[key]
-        elif parameter.default is parameter.empty:
+        elif parameter is REQUIRED:
             raise ConfigError(
                 f"dataset.source={name!r} reads dataset.{key}, which is not set; set it in the dataset YAML "
                 f"or with dataset.{key}=VALUE"

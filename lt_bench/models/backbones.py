@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lt_bench.errors import ConfigError
-from lt_bench.models.signature import builder_params, check_params
+from lt_bench.signature import builder_params, check_params
 from lt_bench.registry import Registry
 
 BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")

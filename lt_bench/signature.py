@@ -1,5 +1,6 @@
-"""The parameters a registered backbone or head builder accepts, read from its signature: the signature is
-their one definition, so a user's builder needs no table of its own."""
+"""The parameters a registered builder (backbone, head, dataset source) accepts, read from its signature:
+the signature is their one definition, so a user's builder needs no table of its own. (Losses declare
+range checks too and read them with :func:`lt_bench.losses.base.constructor_params`.)"""
 
 from __future__ import annotations
 
@@ -18,15 +19,18 @@ def builder_params(builder: Callable[..., Any], leading: Sequence[str]) -> dict[
     ones that every builder of its kind takes first (``in_channels``; ``in_dim, num_classes``);
     :data:`REQUIRED` marks one without a default.
 
-    Raises TypeError (a bug in the builder, not in a config) when the leading parameters are not first,
-    or for ``*args``/``**kwargs``: a catch-all would accept a misspelt config key without a word.
+    Raises ConfigError naming the builder (a bug in a plugin's builder, reported like a config error) when
+    the leading parameters are not first, or for ``*args``/``**kwargs``: a catch-all would accept a
+    misspelt config key without a word.
     """
     where = getattr(builder, "__qualname__", repr(builder))
     params = list(inspect.signature(builder).parameters.values())
     if [p.name for p in params[: len(leading)]] != list(leading):
-        raise TypeError(f"{where}: its parameters must start with {', '.join(leading)}")
+        raise ConfigError(f"{where}: its parameters must start with {', '.join(leading)}")
     if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
-        raise TypeError(f"{where}: name every parameter (no *args/**kwargs), so a misspelt key is an error")
+        raise ConfigError(
+            f"{where}: takes *args or **kwargs; name every parameter, so a misspelt key is an error"
+        )
     return {p.name: p.default for p in params[len(leading) :]}
 
 
