@@ -13,14 +13,20 @@ section alone.
 
 from __future__ import annotations
 
-import math
 import statistics
 from pathlib import Path
 
-from benchmarks.common import Settings, compose, paired_ratio, timed_fit, trainer_overrides
+from benchmarks.common import (
+    NUM_CLASSES,
+    Settings,
+    compose,
+    paired_ratio,
+    synthetic_data_overrides,
+    timed_fit,
+    trainer_overrides,
+)
 from lt_bench.data.datamodule import LongTailDataModule
 
-NUM_CLASSES = 10
 METHODS = {"ce": ("method=standard", "loss=ce"), "arconvl": ("method=arconvl", "method.latent_dim=64")}
 PRECISIONS = {
     "fp32": (),
@@ -30,17 +36,9 @@ VARIANTS = {f"{m}_{p}": (*METHODS[m], *PRECISIONS[p]) for p in PRECISIONS for m 
 
 
 def base_overrides(s: Settings) -> list[str]:
-    per_class = math.ceil((s.warmup + s.steps) * s.batch_size / NUM_CLASSES)
     return [
-        "dataset=synthetic",
-        "dataset.image_size=28",
-        "dataset.channels=1",
-        f"dataset.num_classes={NUM_CLASSES}",
-        f"dataset.per_class={per_class}",
-        "dataset.test_per_class=1",
-        "dataset.profile=none",
+        *synthetic_data_overrides(s, image_size=28, channels=1),
         "dataset.val_fraction=0",
-        f"dataset.batch_size={s.batch_size}",
         "dataset.crop_padding=0",
         "dataset.flip=false",
         "backbone=convnet",

@@ -96,6 +96,25 @@ def compose(overrides: list[str]) -> DictConfig:
         return hydra_compose(config_name="config", overrides=overrides)
 
 
+NUM_CLASSES = 10
+
+
+def synthetic_data_overrides(s: Settings, image_size: int, channels: int) -> list[str]:
+    """Balanced synthetic images, enough for ``warmup + steps`` batches of one epoch, one test image a
+    class: the data every bench variant trains on."""
+    per_class = math.ceil((s.warmup + s.steps) * s.batch_size / NUM_CLASSES)
+    return [
+        "dataset=synthetic",
+        f"dataset.image_size={image_size}",
+        f"dataset.channels={channels}",
+        f"dataset.num_classes={NUM_CLASSES}",
+        f"dataset.per_class={per_class}",
+        "dataset.test_per_class=1",
+        "dataset.profile=none",
+        f"dataset.batch_size={s.batch_size}",
+    ]
+
+
 def trainer_overrides(s: Settings) -> list[str]:
     """The trainer settings every lt_bench variant runs with: one epoch of ``warmup + steps`` batches on
     the bench's device, no progress bar, no results table."""

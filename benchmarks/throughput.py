@@ -21,11 +21,13 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from benchmarks.common import (
+    NUM_CLASSES,
     Settings,
     Window,
     compose,
     paired_ratio,
     synchronize,
+    synthetic_data_overrides,
     timed_fit,
     trainer_overrides,
 )
@@ -37,8 +39,6 @@ from lt_bench.data.sources import TensorSplit
 from lt_bench.methods import build_method
 from lt_bench.models import build_backbone
 from lt_bench.schedules import schedule_of
-
-NUM_CLASSES = 10
 
 
 # -- the data every variant trains on --------------------------------------------------------------
@@ -62,16 +62,8 @@ class Bench:
 
 def base_overrides(s: Settings) -> list[str]:
     """lt_bench's configuration for the run: CIFAR-shaped synthetic data, ResNet-32, CE, SGD, defaults."""
-    per_class = math.ceil((s.warmup + s.steps) * s.batch_size / NUM_CLASSES)
     return [
-        "dataset=synthetic",
-        "dataset.image_size=32",
-        "dataset.channels=3",
-        f"dataset.num_classes={NUM_CLASSES}",
-        f"dataset.per_class={per_class}",
-        "dataset.test_per_class=1",
-        "dataset.profile=none",
-        f"dataset.batch_size={s.batch_size}",
+        *synthetic_data_overrides(s, image_size=32, channels=3),
         "dataset.crop_padding=4",
         "dataset.flip=true",
         "backbone=resnet32",
