@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lt_bench-installed
 
-.PHONY: install run test lint bench data clean
+.PHONY: install run test test-heavy lint bench data clean
 
 # Re-installs whenever pyproject.toml or the pinned versions change.
 $(STAMP): pyproject.toml constraints.txt
@@ -20,6 +20,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the end-to-end cases beyond the suite's 10-minute budget (more methods through eval, more DDP/resume runs)
+test-heavy: $(STAMP)
+	$(BIN)/python -m pytest -m heavy $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check lt_bench tests benchmarks examples scripts

@@ -22,6 +22,9 @@ Every figure comes from one process, one device and one thread count. Output lin
 ``ARCONVL``     (``--arconvl``) ms per ARConvL training step against a CE step on the same convnet and data,
                 fp32 and bf16-mixed + channels_last, interleaved in rounds; ratios paired by round
                 (``python -m benchmarks.arconvl``: this section alone).
+``RIDE``        (``--ride``) parameters, MACs per image and ms per training step of the 3-expert RIDE
+                ResNet-32 (``method=ride``) against the plain ResNet-32 (``loss=ldam``), interleaved in rounds
+                (``python -m benchmarks.ride``: this section alone).
 
 The last line is ``lt_bench / plain-loop throughput ratio: X``: lt_bench (Lightning, default fp32
 configuration) over the reference loop (PIL + DataLoader), both in fp32. docs/benchmarks.md has figures.
@@ -40,6 +43,7 @@ from benchmarks.arconvl import arconvl_steps, report_arconvl
 from benchmarks.common import Settings, machine, paired_ratio
 from benchmarks.losses import loss_costs, report_losses
 from benchmarks.phase import phase_cost, report_phase
+from benchmarks.ride import report_ride, ride_steps, sizes
 from benchmarks.throughput import (
     DEFAULT_VARIANTS,
     NUM_CLASSES,
@@ -66,6 +70,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
     p.add_argument("--epochs", type=int, default=0, help="also time N >= 3 CIFAR-10-LT-sized epochs")
     p.add_argument("--arconvl", action="store_true", help="also time ARConvL steps against CE steps")
+    p.add_argument("--ride", action="store_true", help="also size and time the 3-expert RIDE ResNet-32")
     a = p.parse_args(argv)
     device = torch.device(a.device)
     cuda = device.type == "cuda"
@@ -93,6 +98,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         phase_subsample=200 if quick else 2_000,
         epochs=a.epochs,
         arconvl=a.arconvl,
+        ride=a.ride,
     )
 
 
@@ -117,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
             whole_epochs(s, Path(tmp))
         if s.arconvl:
             report_arconvl(s, arconvl_steps(s, Path(tmp) / "arconvl"))
+        if s.ride:
+            report_ride(s, sizes(s), ride_steps(s, Path(tmp) / "ride"))
     report_losses(loss_costs(s), s.batch_size / statistics.median(rates["lt_bench"]))
     report_phase(phase_cost(s))
     print(f"lt_bench / plain-loop throughput ratio: {paired_ratio(rates, 'lt_bench', 'pil'):.2f}")

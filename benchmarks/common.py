@@ -36,6 +36,7 @@ class Settings:
     phase_subsample: int
     epochs: int
     arconvl: bool = False
+    ride: bool = False
 
 
 def synchronize(device: torch.device) -> None:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
 from lt_bench.config import register
-from lt_bench.errors import LtBenchError
+from lt_bench.errors import one_line_errors
 
 register()
 
@@ -18,13 +15,8 @@ register()
 def main(cfg: DictConfig) -> float:
     from lt_bench.train import train  # heavy imports after Hydra has parsed the command line
 
-    try:
+    with one_line_errors():
         return train(cfg)
-    except LtBenchError as err:
-        # one clear line instead of a traceback; SystemExit passes through Hydra untouched
-        print(f"lt_bench: error: {err}", file=sys.stderr)
-        logging.getLogger("lt_bench").error("%s", err)
-        raise SystemExit(err.exit_code) from None
 
 
 if __name__ == "__main__":

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import os
 import random
 import shlex
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +34,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from lt_bench.atomic import atomic_write
 from lt_bench.config import flatten_config
 from lt_bench.errors import ConfigError, RunInterrupted
 
@@ -49,25 +48,15 @@ def last_checkpoint(run_dir: Path) -> Path:
 
 # -- atomic writes --------------------------------------------------------------------------------------
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over it.
+    """``torch.save`` through :func:`lt_bench.atomic.atomic_write` (temporary file beside ``path``, fsync,
+    rename; the umask's mode).
 
     ``os.replace`` within one folder is atomic, so ``path`` holds either the previous checkpoint or the new
     one, never a truncated file. Lightning's default writes through an fsspec transaction whose temporary
     file lives in the system temp folder: when that is another filesystem (node-local ``/tmp``, shared
     output storage) the final move is a copy, and a kill during it leaves half a checkpoint.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: torch.save(obj, f), binary=True)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -188,7 +177,10 @@ class StopOnSigterm(L.Callback):
         self.requested = True
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if batch_idx + 1 < trainer.num_training_batches:
+        # with trainer.accumulate_grad_batches=k, only after an optimizer step: a checkpoint holds no
+        # partly accumulated gradient, so stopping inside a window would lose its batches on resume
+        stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
+        if stepped and batch_idx + 1 < trainer.num_training_batches:
             self._stop_if_requested(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -64,6 +64,14 @@ class DatasetConfig:
     split_dir: str | None = None  # folder holding the split lists (default: dataset.root)
     num_workers: int = 4  # DataLoader worker processes
     use_val_list: bool = False  # imagenet_lt: ImageNet_LT_val.txt as the validation split
+    # seed of the data themselves: the embedded sources' test hold-out, the profile's per-class subset and
+    # the validation split (null: follow `seed`); training randomness (initialisation, batch order,
+    # augmentation) always follows `seed`. The LDAM-DRW-based code bases draw their CIFAR-LT subset with
+    # rand_number 0, KPS with 666: the recipes set theirs.
+    subset_seed: int | None = None
+    # in-memory datasets: false feeds the pixels as float32 in 0-255, not (x / 255 - mean) / std (the ARConvL
+    # TensorFlow reference feeds raw pixels)
+    normalize: bool = True
 
 
 @dataclass
@@ -89,6 +97,9 @@ class LRScheduleConfig:
     milestones: list[int] = field(default_factory=list)  # 0-based epochs at which a factor starts
     factors: list[float] = field(default_factory=list)  # cumulative factor from each milestone on
     min_factor: float = 0.0  # cosine floor
+    # LR factor reached at the last warm-up epoch: warm-up is warmup_peak * (E + 1) / warmup_epochs. 1
+    # (default) warms up to the base LR; 2 over 10 epochs is wang22ti/DDC's 400-epoch lr * E / 5
+    warmup_peak: float = 1.0
 
 
 @dataclass
@@ -103,9 +114,17 @@ class TrainerConfig:
     check_val_every_n_epoch: int = 1
     enable_progress_bar: bool = True
     log_every_n_steps: int = 50
-    limit_train_batches: float | None = None
+    # an int is a number of batches, a float in (0, 1] a fraction of the epoch. Typed Any so that 1 stays
+    # the int 1 (one batch): a float field would turn it into 1.0, which Lightning reads as 100%.
+    limit_train_batches: Any = None
     channels_last: bool = False  # backbone and batches in NHWC (faster convolutions, bf16 on GPUs above all)
     compile: bool = False  # torch.compile the backbone (in place: checkpoints keep their keys)
+    gradient_clip_val: float | None = None  # clip the gradients before every optimizer step (null: off)
+    gradient_clip_algorithm: str = "norm"  # norm (global L2 norm of all gradients) | value (each element)
+    accumulate_grad_batches: int = 1  # optimizer step every k batches: effective batch k x dataset.batch_size
+    # evaluate the test set after every epoch and report the epoch with the best test top-1 as
+    # summary.json's `test_best_epoch` (optimistic, as the CIFAR code bases report it; it selects nothing)
+    track_test_best: bool = False
 
 
 @dataclass
@@ -143,9 +162,10 @@ def register() -> None:
     ConfigStore.instance().store(name="lt_bench_schema", node=_schema())
 
 
-def _schema() -> DictConfig:
-    """:class:`Config` with the ``dataset`` node open to the keys a source adds (its fields stay typed)."""
-    schema = OmegaConf.structured(Config)
+def _schema(node_type: type = Config) -> DictConfig:
+    """:class:`Config` (or a subclass: lt_bench.eval's) with the ``dataset`` node open to the keys a source
+    adds (its fields stay typed)."""
+    schema = OmegaConf.structured(node_type)
     OmegaConf.set_struct(schema.dataset, False)
     return schema
 
@@ -188,12 +208,172 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+# Nodes a dataclass of the schema types. Hydra's `+key=value` adds a key even to these: it applies the
+# override with OmegaConf.update(..., force_add=True), which lifts struct mode for that one key, so the
+# schema's unknown-key error never fires and the key is recorded in the config but read by nothing.
+# validate() closes that gap: a key of a typed node must be a field of its dataclass.
+def _typed_nodes() -> tuple[tuple[str, type], ...]:
+    return (
+        ("", Config),
+        ("trainer", TrainerConfig),
+        ("optimizer", OptimizerConfig),
+        ("lr_schedule", LRScheduleConfig),
+    )
+
+
+def _check_typed_keys(cfg: DictConfig) -> None:
+    for node, schema in _typed_nodes():
+        keys = cfg if not node else cfg[node]
+        if not isinstance(keys, DictConfig):
+            continue
+        known = [f.name for f in fields(schema)]
+        unknown = [key for key in keys if key not in known]
+        if unknown:
+            prefix, kind = (f"{node}.", node) if node else ("", "top-level")
+            raise ConfigError(
+                f"{', '.join(prefix + key for key in unknown)}: no such {kind} key, so nothing would read it "
+                f"(a '+' adds any key, even a misspelt one); the {kind} keys are: {', '.join(known)}. "
+                "Fix the spelling, or remove it"
+            )
+
+
+GRADIENT_CLIP_ALGORITHMS = ("norm", "value")
+
+
+def _check_trainer(cfg: DictConfig) -> None:
+    t, o = cfg.trainer, cfg.optimizer
+    limit = t.limit_train_batches
+    batches = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1
+    fraction = isinstance(limit, float) and 0 < limit <= 1
+    _require(
+        limit is None or batches or fraction,
+        f"trainer.limit_train_batches={limit!r} must be an integer >= 1 (a number of batches, e.g. 2) or a "
+        "float in (0, 1] (a fraction of each epoch, e.g. 0.25), or null for the whole epoch",
+    )
+    clip = t.gradient_clip_val
+    _require(
+        clip is None or (math.isfinite(clip) and clip > 0),
+        f"trainer.gradient_clip_val={clip} must be a number > 0 (e.g. 1.0), or null for no clipping",
+    )
+    _require(
+        t.gradient_clip_algorithm in GRADIENT_CLIP_ALGORITHMS,
+        f"trainer.gradient_clip_algorithm={t.gradient_clip_algorithm!r} is not known; choose one of: "
+        f"{', '.join(GRADIENT_CLIP_ALGORITHMS)} (norm: the global L2 norm of all gradients)",
+    )
+    k = t.accumulate_grad_batches
+    _require(k >= 1, f"trainer.accumulate_grad_batches={k} must be >= 1 (1: a step every batch)")
+    _require(
+        k == 1 or o.name != "sam",
+        f"trainer.accumulate_grad_batches={k} does not work with optimizer=sam: SAM recomputes the "
+        "gradient at the perturbed weights on the last batch only, so the step would mix the accumulated "
+        "gradient of k batches with that of one; raise dataset.batch_size (or trainer.devices) instead, or "
+        "set trainer.accumulate_grad_batches=1",
+    )
+    _require(
+        not str(t.select_by).startswith("test"),
+        f"trainer.select_by={t.select_by} would choose the model on the test set; select by a validation "
+        "metric (e.g. trainer.select_by=val/balanced_acc with dataset.val_fraction=0.1). "
+        "trainer.track_test_best=true reports the best test epoch separately, as the papers do",
+    )
+    _require(
+        o.rho_after is None or o.name == "sam",
+        f"optimizer.rho_after={o.rho_after} is read by optimizer=sam only (optimizer={o.name} has no "
+        "radius); use optimizer=sam, or remove optimizer.rho_after",
+    )
+
+
+def _stage_switch_fix(epochs: int, schedule: str) -> str:
+    if epochs < 2:
+        return "a switch needs two epochs or more: raise trainer.max_epochs"
+    if schedule == "none":
+        return "schedule=none has no switch: add one, e.g. schedule=two_stage (80% of the run) or drw"
+    return (
+        f"set schedule.e0 to a 0-based epoch in [1, {epochs - 1}] (and schedule.e1 with it for a step "
+        "schedule) or raise trainer.max_epochs (the presets' e0 is a fraction of the run, rounded down)"
+    )
+
+
+def _check_stage_switches(cfg: DictConfig) -> None:
+    """Everything that happens at ``schedule.e0`` must happen inside the run.
+
+    Switches (a two-stage method's stage 2, ``loss.after_e0``, ``optimizer.rho_after`` and
+    ``weight_decay_after``) need ``1 <= e0 < trainer.max_epochs``: at ``e0 >= max_epochs`` the switch
+    never comes, at ``e0 = 0`` what comes before it never runs. A schedule that weights, re-samples or
+    mixes by its progress needs ``e0 < max_epochs`` for a step (``e0 == e1``), ``e0 < max_epochs - 1``
+    for a ramp (``p(E)`` is 0 up to ``e0``); from epoch 0 (``schedule=rw``, ``rs``, ``pb``) is fine.
+    A step learning-rate milestone at or after ``max_epochs`` never applies."""
+    # imported here: the methods pull in torch and Lightning, which the CLI loads after Hydra has parsed
+    from lt_bench.methods import METHODS
+    from lt_bench.methods.two_stage import TwoStageModule
+
+    s, epochs = schedule_of(cfg.schedule), int(cfg.trainer.max_epochs)
+    e0, e1 = s.e0, s.e1
+    method = cfg.method.name
+    switches = []
+    if method in METHODS and issubclass(METHODS.get(method), TwoStageModule):
+        switches.append(f"method={method} enters its second stage")
+    if cfg.loss.get("after_e0"):
+        switches.append("loss.after_e0 takes effect")
+    o = cfg.optimizer
+    if o.name == "sam" and o.rho_after is not None:
+        switches.append("optimizer.rho_after takes effect")
+    if o.weight_decay_after is not None:
+        switches.append("optimizer.weight_decay_after takes effect")
+    where = f"schedule={s.name}, trainer.max_epochs={epochs}"
+    if switches and e0 >= epochs:
+        raise ConfigError(
+            f"schedule.e0={e0} >= trainer.max_epochs={epochs}: the run ends before the switch at "
+            f"schedule.e0, where {' and '.join(switches)}, so it never happens; "
+            f"{_stage_switch_fix(epochs, s.name)}"
+        )
+    if switches and e0 == 0:
+        raise ConfigError(
+            f"schedule.e0=0 ({where}): {' and '.join(switches)} from the first epoch, so what comes "
+            f"before the switch never runs; {_stage_switch_fix(epochs, s.name)}"
+        )
+    driven = [
+        what
+        for what, on in (
+            ("class weights", s.weighting != "none"),
+            ("re-sampling", s.sampling != "instance"),
+            ("PPmix label weights", s.mixing == "ppmix"),
+        )
+        if on
+    ]
+    if driven and e1 == e0 and e0 >= epochs:
+        raise ConfigError(
+            f"schedule.e0={e0} >= trainer.max_epochs={epochs}: schedule={s.name}'s {' and '.join(driven)} "
+            f"switch on at schedule.e0 (0-based), which this run never reaches; set schedule.e0 below "
+            f"{epochs} (and schedule.e1 with it) or raise trainer.max_epochs"
+        )
+    fix = (
+        "raise trainer.max_epochs"
+        if epochs < 2
+        else f"set schedule.e0 below {epochs - 1} or raise trainer.max_epochs"
+    )
+    if driven and e1 > e0 and e0 >= epochs - 1:
+        raise ConfigError(
+            f"schedule.e0={e0} with trainer.max_epochs={epochs}: schedule={s.name}'s progress p(E) is 0 "
+            f"up to epoch e0 and the run ends there, so none of its {', '.join(driven)} ever takes "
+            f"effect; {fix}"
+        )
+    lr = cfg.lr_schedule
+    late = [m for m in lr.milestones if m >= epochs]
+    if lr.name == "step" and late:
+        raise ConfigError(
+            f"lr_schedule.milestones={list(lr.milestones)}: {', '.join(map(str, late))} >= "
+            f"trainer.max_epochs={epochs}, so those LR factors never apply; use 0-based epochs below "
+            f"{epochs}, or drop the override (the default is 80% and 90% of the run)"
+        )
+
+
 def validate(cfg: DictConfig) -> None:
     """Check values a type cannot: ranges, choices and cross-field rules."""
     try:
         OmegaConf.resolve(cfg)
     except Exception as err:  # an interpolation that cannot resolve is a config error, not a crash
         raise ConfigError(f"could not resolve the configuration: {err}") from None
+    _check_typed_keys(cfg)
     for key, choices in _known().items():
         value = _get(cfg, key)
         _require(
@@ -216,6 +396,10 @@ def validate(cfg: DictConfig) -> None:
         f"dataset.val_fraction={d.val_fraction} must be in [0, 1) (e.g. 0.1 for a 90/10 split)",
     )
     _require(d.batch_size >= 1, f"dataset.batch_size={d.batch_size} must be >= 1")
+    _require(
+        d.subset_seed is None or 0 <= d.subset_seed < 2**32,
+        f"dataset.subset_seed={d.subset_seed} must be null (follow seed) or in [0, 2**32) (numpy's range)",
+    )
     _require(d.crop_padding >= 0, f"dataset.crop_padding={d.crop_padding} must be >= 0")
     _require(
         d.few_threshold <= d.many_threshold,
@@ -239,6 +423,10 @@ def validate(cfg: DictConfig) -> None:
         list(lr.milestones) == sorted(lr.milestones),
         f"lr_schedule.milestones={list(lr.milestones)} must be increasing",
     )
+    _require(
+        math.isfinite(lr.warmup_peak) and lr.warmup_peak > 0,
+        f"lr_schedule.warmup_peak={lr.warmup_peak} must be a finite number > 0 (1: warm up to the base LR)",
+    )
     _require(t.max_epochs >= 1, f"trainer.max_epochs={t.max_epochs} must be >= 1")
     _require(
         all(math.isfinite(v) for v in (d.imbalance_factor, o.lr)),
@@ -249,6 +437,8 @@ def validate(cfg: DictConfig) -> None:
             isinstance(cfg[group], DictConfig) and "name" in cfg[group],
             f"config group '{group}' needs a 'name'; pick an option with {group}=NAME",
         )
+    _check_trainer(cfg)
+    _check_stage_switches(cfg)
 
 
 def params_of(node: DictConfig, drop: tuple[str, ...] = ("name",)) -> dict[str, Any]:

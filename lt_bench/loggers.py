@@ -23,14 +23,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from lt_bench.config import flatten_config
 from lt_bench.errors import ConfigError
+from lt_bench.metrics import CONFUSION_MAX_CLASSES, SCALAR_KEYS
 
 LOGGER_NAMES = ("csv", "tensorboard", "wandb")
 WANDB_MODES = ("online", "offline", "disabled")
 DEFAULT_WANDB_URL = "https://api.wandb.ai"
-# The confusion-matrix chart holds C x C cells: past this it is unreadable and the upload is large, so only
-# the per-class table is logged (ImageNet-LT has 1,000 classes, iNaturalist 8,142).
-CONFUSION_MAX_CLASSES = 100
-SCALAR_KEYS = ("top1", "balanced_acc", "many", "medium", "few", "gmean")
+# The confusion-matrix chart holds C x C cells: past CONFUSION_MAX_CLASSES it is unreadable and the upload
+# is large, so only the per-class table is logged (ImageNet-LT has 1,000 classes, iNaturalist 8,142).
 
 
 # -- choosing the mode ---------------------------------------------------------------------------------
@@ -209,8 +208,9 @@ def per_class_rows(summary: Mapping[str, Any]) -> list[list[Any]]:
     return [[j, int(counts[j]), _number(selected[j]), _number(last[j])] for j in range(len(counts))]
 
 
-def confusion_rows(confusion: list[list[int]]) -> list[list[Any]]:
-    """``[actual, predicted, count]`` for every cell, the layout of W&B's confusion-matrix chart."""
+def confusion_rows(confusion: Any) -> list[list[Any]]:
+    """``[actual, predicted, count]`` for every cell of a [C, C] matrix (nested lists, tensor or array),
+    the layout of W&B's confusion-matrix chart."""
     return [[str(a), str(p), int(n)] for a, row in enumerate(confusion) for p, n in enumerate(row)]
 
 
@@ -236,9 +236,10 @@ def _find_wandb_logger(logger: Any):
     return next((c for c in candidates if isinstance(c, WandbLogger)), None)
 
 
-def log_final(logger: Any, summary: Mapping[str, Any]) -> None:
-    """Log the per-class accuracy table and the confusion matrix of ``summary["test"]``, then finish the
-    W&B run. Does nothing for other loggers, so ``train`` can call it whatever ``logger=`` is."""
+def log_final(logger: Any, summary: Mapping[str, Any], confusion: Any = None) -> None:
+    """Log the per-class accuracy table and the test confusion matrix (``confusion``, [C, C]; summary.json
+    holds only its file name), then finish the W&B run. Does nothing for other loggers, so ``train`` can
+    call it whatever ``logger=`` is."""
     wandb_logger = _find_wandb_logger(logger)
     if wandb_logger is None:
         return
@@ -254,8 +255,9 @@ def log_final(logger: Any, summary: Mapping[str, Any]) -> None:
             table, "class", "test_recall", title="per-class test accuracy (classes by index)"
         ),
     }
-    confusion = summary["test"].get("confusion")
-    if confusion and len(confusion) <= CONFUSION_MAX_CLASSES:
+    if confusion is None and isinstance(summary["test"].get("confusion"), list):  # an older summary
+        confusion = summary["test"]["confusion"]
+    if confusion is not None and 0 < len(confusion) <= CONFUSION_MAX_CLASSES:
         cells = wandb.Table(columns=["Actual", "Predicted", "nPredictions"], data=confusion_rows(confusion))
         payload["final/confusion_matrix"] = wandb.plot.plot_table(
             "wandb/confusion_matrix/v1",

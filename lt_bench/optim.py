@@ -23,16 +23,21 @@ def lr_factor(
     milestones: Sequence[int] = (),
     factors: Sequence[float] = (),
     min_factor: float = 0.0,
+    warmup_peak: float = 1.0,
 ) -> float:
     """Multiplier of the base LR at 0-based ``epoch``.
 
     Warm-up follows the reference code bases, which count epochs from 1 inside the formula:
-    ``lr * (E + 1) / warmup`` while ``E < warmup``. Step decay multiplies by ``factors[k]`` (cumulative,
-    e.g. 0.01 then 0.0001) from 0-based epoch ``milestones[k]`` on, which is the references'
-    ``epoch > 160`` with 1-based epochs. Cosine anneals from the end of warm-up to ``max_epochs``.
+    ``lr * warmup_peak * (E + 1) / warmup`` while ``E < warmup``. With the default ``warmup_peak = 1`` it
+    reaches the base LR at its last epoch (kaidic/LDAM-DRW's ``lr * epoch / 5`` over 5 epochs). wang22ti/DDC's
+    400-epoch schedule (utils/utils.py) keeps ``lr * epoch / 5`` but over 10 epochs, so it climbs to twice
+    the base LR at epoch 10 and drops to it at epoch 11: ``warmup_epochs=10, warmup_peak=2``.
+    Step decay multiplies by ``factors[k]`` (cumulative, e.g. 0.01 then 0.0001) from 0-based epoch
+    ``milestones[k]`` on, which is the references' ``epoch > 160`` with 1-based epochs. Cosine anneals
+    from the end of warm-up to ``max_epochs`` (with no warm-up: ``0.5 (1 + cos(pi E / max_epochs))``).
     """
     if epoch < warmup_epochs:
-        return (epoch + 1) / warmup_epochs
+        return warmup_peak * (epoch + 1) / warmup_epochs
     if name == "step":
         factor = 1.0
         for milestone, f in zip(milestones, factors, strict=True):

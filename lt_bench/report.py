@@ -42,7 +42,11 @@ from lt_bench.stats import (
 from lt_bench.stats import mean_std as _mean_std
 
 METRICS = ("top1", "balanced_acc", "many", "medium", "few", "gmean")
-SPLITS = ("test", "test_last", "val")
+SPLITS = ("test", "test_last", "val", "test_best")
+# test_best reads summary.json's test_best_epoch (trainer.track_test_best=true): each run's epoch with the
+# best *test* top-1, the figure the CIFAR code bases report. The report labels it wherever it shows it.
+TEST_BEST = "test_best"
+TEST_BEST_LABEL = "test-selected (optimistic)"
 FORMATS = ("md", "csv", "tex")
 # Keys that never define a configuration: the seed is what we average over, hydra.* is bookkeeping.
 NOT_SWEPT = ("seed",)
@@ -79,8 +83,13 @@ class Run:
         found, value = lookup(self.summary.get("config") or {}, key)
         return canonical(value) if found else None
 
+    def result(self, split: str) -> dict[str, Any] | None:
+        """The run's result for ``split``: ``summary[split]``, or for ``test_best`` the result of
+        ``summary["test_best_epoch"]``."""
+        return split_result(self.summary, split)
+
     def metric(self, split: str, name: str) -> float | None:
-        result = self.summary.get(split)
+        result = self.result(split)
         if not isinstance(result, dict):
             return None
         value = result.get(name)
@@ -98,6 +107,43 @@ class Group:
 
 
 # -- reading -------------------------------------------------------------------------------------------
+def split_result(summary: dict[str, Any], split: str) -> dict[str, Any] | None:
+    if split == TEST_BEST:
+        record = summary.get("test_best_epoch")
+        result = record.get("result") if isinstance(record, dict) else None
+    else:
+        result = summary.get(split)
+    return result if isinstance(result, dict) else None
+
+
+# what the report reads of a result: its figures and per-class recalls (plotted against class_counts)
+RESULT_FIELDS = (*METRICS, "per_class", "n")
+
+
+def needed_fields(summary: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a summary the report reads: ``config``, ``seed``, ``class_counts`` and, of every
+    result (``test``, ``test_last``, ``val``, ``test_best_epoch``'s), :data:`RESULT_FIELDS` only. A sweep
+    holds many runs; their calibration bins, and the C x C confusion lists of summaries written before the
+    matrices moved to ``confusion_<split>.npy``, are dropped as each file is read."""
+
+    def result_only(result: Any) -> Any:
+        return {k: result[k] for k in RESULT_FIELDS if k in result} if isinstance(result, dict) else result
+
+    kept: dict[str, Any] = {k: summary[k] for k in ("config", "seed", "class_counts") if k in summary}
+    for split in SPLITS:
+        if split in summary:
+            kept[split] = result_only(summary[split])
+    record = summary.get("test_best_epoch")
+    if isinstance(record, dict):
+        kept["test_best_epoch"] = {**record, "result": result_only(record.get("result"))}
+    return kept
+
+
+def split_title(split: str) -> str:
+    """How a table or plot names ``split``: test_best always with its label."""
+    return f"{TEST_BEST} — {TEST_BEST_LABEL}" if split == TEST_BEST else split
+
+
 def canonical(value: Any) -> str:
     """One spelling per value, so ``5``, ``5.0`` and ``"5"`` from overrides and configs group together."""
     if isinstance(value, str):
@@ -182,7 +228,7 @@ def load_runs(root: Path) -> tuple[list[Run], list[str]]:
                 overrides = parse_overrides(yaml.safe_load(overrides_file.read_text()) or [])
             except yaml.YAMLError as err:
                 warnings.append(f"ignored {overrides_file}: {err}")
-        runs.append(Run(path.parent, overrides, summary))
+        runs.append(Run(path.parent, overrides, needed_fields(summary)))
     if not runs:
         raise ReportError(
             f"no summary.json found under {root}; point it at a run or sweep directory "
@@ -470,7 +516,7 @@ def per_class_curve(group: Group, split: str) -> tuple[list[float], list[float]]
     counts: list[list[float]] = []
     recalls: list[list[float]] = []
     for run in group.runs:
-        result = run.summary.get(split)
+        result = run.result(split)
         class_counts = run.summary.get("class_counts")
         if not isinstance(result, dict) or not result.get("per_class") or not class_counts:
             continue
@@ -515,7 +561,7 @@ def plot_groups_per_class(
 ) -> None:
     """Per-class recall against training count, one line per group (the best MAX_CURVES by ``metric``)."""
     chosen = list(groups)
-    title = f"per-class {split} accuracy vs training count (mean over seeds)"
+    title = f"per-class {split_title(split)} accuracy vs training count (mean over seeds)"
     if len(chosen) > MAX_CURVES:
         chosen.sort(key=lambda g: -_nan_to(group_cells(g, [metric], split)[metric].mean, -1.0))
         chosen = chosen[:MAX_CURVES]
@@ -549,7 +595,7 @@ def plot_heatmap(groups: Sequence[Group], keys: Sequence[str], metric: str, spli
                 color = "black" if grid[i][j] > middle else "white"
                 ax.text(j, i, f"{grid[i][j]:.1f}", ha="center", va="center", fontsize=8, color=color)
     fig.colorbar(image, ax=ax, label=f"{metric} (%)")
-    ax.set_title(f"{split} {metric} (%), mean over seeds", fontsize=10)
+    ax.set_title(f"{split_title(split)} {metric} (%), mean over seeds", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -585,9 +631,10 @@ def build_report(
     if split not in SPLITS:
         raise ReportError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     runs, warnings = load_runs(root)
-    if not any(isinstance(r.summary.get(split), dict) for r in runs):
+    if not any(r.result(split) is not None for r in runs):
         raise ReportError(
-            f"no run under {root} has a {split!r} result (val exists only with dataset.val_fraction > 0)"
+            f"no run under {root} has a {split!r} result (val exists only with dataset.val_fraction > 0, "
+            "test_best only with trainer.track_test_best=true)"
         )
     if by is None:
         keys = [k for k in swept_keys(runs) if k != block_by]
@@ -600,6 +647,13 @@ def build_report(
             raise ReportError(f"--block-by {block_by} cannot also group the runs (--by); drop it from --by")
     groups = group_runs(runs, keys)
     table = render_table(groups, keys, metrics, split, fmt)
+    if split == TEST_BEST:  # never shown unlabelled: the caption travels with the table into report.*
+        caption = (
+            f"{split_title(split)}: each run's epoch with the best test top-1 (summary.json "
+            "test_best_epoch), chosen on the test set as the CIFAR code bases report it; the honest "
+            "figures are --split test (selected on validation, or the final epoch) and test_last"
+        )
+        table = f"{_caption(caption, fmt)}\n\n{table}"
     control_index = None if control is None else find_control(groups, keys, control)
     tests = significance(groups, metrics, split, block_by, control_index)
     blocks = "seeds" if block_by is None else f"values of {block_by} (mean over seeds)"
@@ -634,7 +688,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--split",
         default="test",
         choices=SPLITS,
-        help="which result of summary.json: test (selected model, default), test_last (final epoch), val",
+        help="which result of summary.json: test (selected model, default), test_last (final epoch), val, "
+        "test_best (each run's best test epoch: test-selected, so optimistic; trainer.track_test_best=true)",
     )
     parser.add_argument(
         "--block-by",

@@ -103,6 +103,11 @@ class Schedule:
     the preset (``schedule=drw``). ``delta`` scales the progress: PPW's final weighting exponent, ADRW's
     ``nu``, PPS's final ``1 - q``. ``beta`` is the effective-number beta for ``weighting='cb'``;
     ``mix_alpha``, ``kappa`` and ``tau`` are mixup's Beta parameter and Remix's thresholds.
+
+    PPmix may run on a phase of its own (the PPL paper's Table 1 lists PPW's and PPmix's [E0, E1] and
+    rho separately; the authors' CIFAR configurations give PPmix rho 3 where PPW has 5): ``mix_e0``,
+    ``mix_e1`` and ``mix_rho``, each None (null) to follow ``e0``, ``e1`` and ``rho`` — the default, so a
+    schedule that does not set them is unchanged. The transform ``form`` is shared.
     """
 
     name: str = "none"
@@ -118,10 +123,22 @@ class Schedule:
     mix_alpha: float = 1.0
     kappa: float = 3.0
     tau: float = 0.5
+    mix_e0: int | None = None  # PPmix's phase start (None: e0)
+    mix_e1: int | None = None  # PPmix's phase end (None: e1)
+    mix_rho: float | None = None  # PPmix's curvature (None: rho)
 
     def __post_init__(self) -> None:
         # one call validates e0, e1, form and rho exactly as phase_progress does
         phase_progress(self.e0, self.e0, self.e1, self.form, self.rho)
+        if (self.mix_e0, self.mix_e1, self.mix_rho) != (None, None, None):
+            e0, e1, rho = self.mix_phase
+            try:
+                phase_progress(e0, e0, e1, self.form, rho)
+            except ConfigError as err:  # name the mix_ keys: e0/e1/rho may be fine on their own
+                raise ConfigError(
+                    f"PPmix's phase (schedule.mix_e0/mix_e1/mix_rho, null = e0/e1/rho) is "
+                    f"[{e0}, {e1}] with rho {rho}: {err}"
+                ) from None
         _check_choice("weighting", self.weighting, WEIGHTINGS)
         _check_choice("sampling", self.sampling, SAMPLINGS)
         _check_choice("mixing", self.mixing, MIXINGS)
@@ -207,12 +224,23 @@ class Schedule:
         return (1.0 - fraction) * counts / counts.sum() + fraction / counts.numel()
 
     # -- mixing (mixup, Remix, PPmix) ----------------------------------------------------------------
+    @property
+    def mix_phase(self) -> tuple[int, int, float]:
+        """PPmix's ``(E0, E1, rho)``: ``mix_e0``, ``mix_e1``, ``mix_rho``, each defaulting to the
+        weighting phase's ``e0``, ``e1``, ``rho``."""
+        e0 = self.e0 if self.mix_e0 is None else self.mix_e0
+        e1 = self.e1 if self.mix_e1 is None else self.mix_e1
+        rho = self.rho if self.mix_rho is None else self.mix_rho
+        return e0, e1, rho
+
     def mix_progress(self, epoch: int) -> float:
-        """How far Remix's label rule is applied: 0 = mixup, 1 = Remix, ``p(E)`` for PPmix."""
+        """How far Remix's label rule is applied: 0 = mixup, 1 = Remix, PPmix's own ``p(E)`` (over
+        :attr:`mix_phase`, the weighting phase unless ``mix_*`` are set) for PPmix."""
         if self.mixing == "remix":
             return 1.0
         if self.mixing == "ppmix":
-            return self.progress(epoch)
+            e0, e1, rho = self.mix_phase
+            return phase_progress(epoch, e0, e1, self.form, rho)
         return 0.0
 
     # -- logging -------------------------------------------------------------------------------------
@@ -278,7 +306,10 @@ def plot_schedule(schedule: Schedule, max_epochs: int, path: str | Path, lambda_
         mix = [schedule.mix_progress(e) for e in epochs]
         curve([lambda_x * (1 - m) for m in mix], f"lambda_0 (lambda_x={lambda_x:g})", linestyle="--")
         curve([lambda_x * (1 - m) + m for m in mix], f"lambda_1 (lambda_x={lambda_x:g})", linestyle="--")
-    for edge in sorted({schedule.e0, schedule.e1}):
+    edges = {schedule.e0, schedule.e1}
+    if schedule.mixing == "ppmix":
+        edges |= set(schedule.mix_phase[:2])  # PPmix's own [E0, E1] when it has one
+    for edge in sorted(edges):
         if edge < max_epochs:
             ax.axvline(edge, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xlabel("epoch (0-based)")

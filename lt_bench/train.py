@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -25,17 +27,14 @@ from lt_bench.checkpointing import (
 )
 from lt_bench.config import validate
 from lt_bench.data.datamodule import LongTailDataModule
+from lt_bench.errors import ConfigError
 from lt_bench.loggers import build_logger, log_final
 from lt_bench.methods import build_method
-from lt_bench.outputs import SCALAR_KEYS, plot_run_per_class, print_results, result_rows, write_json
+from lt_bench.outputs import format_result, print_results, result_rows, write_run_outputs
 from lt_bench.registry import import_plugins
 from lt_bench.schedules import Schedule, plot_schedule, schedule_of
 
 log = logging.getLogger(__name__)
-
-
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}"
 
 
 def _quiet_lightning() -> None:
@@ -61,7 +60,9 @@ def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[L.Trai
     last = last_checkpoint(run_dir)
     # `save_last=True` writes last.ckpt only when another checkpoint is saved (a new best; with
     # save_top_k=0, only when training ends): this callback overwrites last.ckpt after every epoch instead.
-    latest = ModelCheckpoint(dirpath=last.parent, filename=last.stem, enable_version_counter=False)
+    latest = ModelCheckpoint(
+        dirpath=last.parent, filename=last.stem, enable_version_counter=False, save_on_train_epoch_end=True
+    )
     checkpoint = latest
     config = OmegaConf.to_container(cfg, resolve=True)
     callbacks: list = [latest, ResumeState(config), StopOnSigterm(last)]
@@ -78,7 +79,11 @@ def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[L.Trai
         callbacks.append(RichProgressBar(leave=False))
     kwargs: dict[str, Any] = {} if has_val else {"limit_val_batches": 0}
     if t.limit_train_batches is not None:
-        kwargs["limit_train_batches"] = t.limit_train_batches
+        kwargs["limit_train_batches"] = t.limit_train_batches  # an int: batches; a float: a fraction
+    if t.get("gradient_clip_val") is not None:  # applied after every closure call, SAM's two included
+        kwargs.update(
+            gradient_clip_val=t.gradient_clip_val, gradient_clip_algorithm=t.gradient_clip_algorithm
+        )
     trainer = L.Trainer(
         max_epochs=t.max_epochs,
         accelerator=t.accelerator,
@@ -87,6 +92,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[L.Trai
         precision=t.precision,
         deterministic=t.deterministic,
         check_val_every_n_epoch=t.check_val_every_n_epoch,
+        accumulate_grad_batches=t.get("accumulate_grad_batches", 1),
         log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.enable_progress_bar,
         enable_model_summary=False,
@@ -101,12 +107,62 @@ def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[L.Trai
     return trainer, checkpoint
 
 
-def build_run(cfg: DictConfig) -> tuple[Schedule, LongTailDataModule, L.LightningModule]:
+def realised_imbalance(d: DictConfig, datamodule: LongTailDataModule) -> tuple[float | None, list[str]]:
+    """n_max / n_min of the long-tailed training set (before a validation split is held out of it: the
+    set ``dataset.imbalance_factor`` describes), and a warning when it differs from the requested factor
+    by more than whole-image rounding can explain.
+
+    With ``n_max``, ``n_min`` the realised counts, rounding alone keeps ``IF`` within
+    ``[n_max / (n_min + r), (n_max + 1) / n_min]``, ``r`` = 1 (2 after a ``dataset.quantity_ratio`` < 1,
+    which rounds down twice). Outside it the data could not give the requested factor: ``n_max / IF`` is
+    below one image (every class keeps at least one), or the classes' pools differ in size
+    (``even_minority`` keeps ``1/IF`` of each even class's own images). ``profile: none`` requests nothing.
+    """
+    data = datamodule.data
+    labels = [data.train.labels]
+    if d.val_fraction > 0 and data.val is not None:  # held out of the long-tailed set: count it back
+        labels.append(data.val.labels)
+    counts = torch.bincount(torch.cat([y.cpu() for y in labels]), minlength=datamodule.info.num_classes)
+    n_max, n_min = int(counts.max()), int(counts.min())
+    if n_min == 0:
+        return None, []  # a class without training images is the source's to report (profile: none)
+    realised = n_max / n_min
+    if d.profile == "none":
+        return realised, []
+    wanted, slack = float(d.imbalance_factor), 1 if d.quantity_ratio == 1 else 2
+    if n_max / (n_min + slack) <= wanted * (1 + 1e-9) and wanted <= (n_max + 1) / n_min * (1 + 1e-9):
+        return realised, []
+    if n_max / wanted < 1:
+        why = "n_max / IF is less than one image, and every class keeps at least one"
+    else:
+        why = "the classes' training pools do not allow it"
+    return realised, [
+        f"dataset.imbalance_factor={wanted:g} asks for n_max/n_min = {wanted:g}, but the long-tailed "
+        f"training set has {n_max}/{n_min} = {realised:.4g} ({why}); the run goes on with that factor "
+        "(summary.json: realised_imbalance_factor)"
+    ]
+
+
+def build_run(
+    cfg: DictConfig, class_counts: list[int] | None = None
+) -> tuple[Schedule, LongTailDataModule, L.LightningModule]:
     """The run's one schedule, handed to the data (which draws epochs as its sampling says) and to the
-    method (weights, mixing, stage switches)."""
+    method (weights, mixing, stage switches).
+
+    ``class_counts``: the training counts of a model trained on other data of the same classes
+    (:mod:`lt_bench.eval` on another test set); the method's groups, priors and buffers follow them.
+    """
     schedule = schedule_of(cfg.schedule)
     datamodule = LongTailDataModule(cfg.dataset, cfg.seed, schedule)
-    return schedule, datamodule, build_method(cfg, datamodule.prepare(), schedule)
+    info = datamodule.prepare()
+    if class_counts is not None:
+        if len(class_counts) != info.num_classes:
+            raise ConfigError(
+                f"the model was trained on {len(class_counts)} classes but dataset={cfg.dataset.name} has "
+                f"{info.num_classes}; evaluate it on data with the classes it was trained on"
+            )
+        info = dataclasses.replace(info, class_counts=list(class_counts), train_size=sum(class_counts))
+    return schedule, datamodule, build_method(cfg, info, schedule)
 
 
 def _epoch_of(path: str) -> int | None:
@@ -127,6 +183,8 @@ def _fit_and_test(
     info, has_val = datamodule.prepare(), datamodule.has_val
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     val_last = model.val_result
+    # read before any test: loading the best checkpoint into the model would restore its older record
+    test_best = model.test_best_summary() if cfg.trainer.get("track_test_best") else None
     trainer.test(model, datamodule=datamodule, verbose=False)
     test_last = model.test_result
     summary: dict[str, Any] = {
@@ -146,6 +204,8 @@ def _fit_and_test(
         )
     else:
         summary.update(test=test_last, best_epoch=cfg.trainer.max_epochs - 1, selected_by="last")
+    if test_best is not None:  # a figure of its own: `test` and `best_epoch` above never depend on it
+        summary["test_best_epoch"] = test_best
     return summary
 
 
@@ -172,25 +232,31 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
         info.test_size,
     )
     trainer, checkpoint = build_trainer(cfg, run_dir, has_val)
+    realised_if, start_warnings = realised_imbalance(cfg.dataset, datamodule)
+    if trainer.is_global_zero:
+        for line in start_warnings:  # one line each, at start, on stderr (the log file gets it too)
+            print(f"lt_bench: warning: {line}", file=sys.stderr)
+            log.warning("%s", line)
     if ckpt_path is not None:
         keep_logged_metrics(trainer.logger, run_dir)
 
     with stop_cleanly_on_sigterm(trainer, run_dir):
         summary = _fit_and_test(cfg, trainer, checkpoint, model, datamodule, ckpt_path)
+    summary.update(realised_imbalance_factor=realised_if, warnings=start_warnings)
     summary["config"] = OmegaConf.to_container(cfg, resolve=True)
     summary.update(started_at=started_at, finished_at=time.time())
 
     if trainer.is_global_zero:
-        write_json(run_dir / "summary.json", summary)
+        # summary.json, confusion_*.npy beside it, per_class_accuracy.png, reliability.png
+        confusion = write_run_outputs(run_dir, summary, info.class_counts)
         for label, result in result_rows(summary):
-            log.info("%s: %s", label, ", ".join(f"{k}={_percent(result.get(k))}" for k in SCALAR_KEYS))
+            log.info("%s: %s", label, format_result(result))
         log.info("wrote %s", run_dir / "summary.json")
-        plot_run_per_class(summary["test"], info.class_counts, run_dir / "per_class_accuracy.png")
         if schedule.active:
             plot_schedule(schedule, cfg.trainer.max_epochs, run_dir / "schedule.png")
         if cfg.print_table:
             print_results(summary, run_dir)
-        log_final(trainer.logger, summary)
+        log_final(trainer.logger, summary, confusion.get(summary["test"]["confusion"]))
     if summary.get("best_val") is not None:
         return summary["best_val"]
     return float(summary["test"]["balanced_acc"])

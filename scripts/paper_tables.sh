@@ -23,7 +23,7 @@ mkdir -p "$OUT"/{baselines,ppl,phase,logit_adjustment,arconvl}
 {
   echo "baselines ce loss=ce"
   echo "baselines la loss=la"
-  echo "baselines ldam_drw loss=ldam schedule=drw"
+  echo "baselines ldam_drw experiment=ldam_drw dataset=mnist_lt backbone=convnet trainer.max_epochs=30 dataset.subset_seed=null"
   echo "ppl drw schedule=drw"
   echo "ppl ppw schedule=ppw"
   echo "ppl cri loss=cri"

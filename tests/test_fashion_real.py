@@ -29,7 +29,9 @@ def test_missing_fashion_mnist_names_both_ways_to_get_it(tmp_path, monkeypatch):
 @needs_real_data
 def test_real_fashion_mnist_trains_a_few_batches_without_a_root(tmp_path):
     result = run_cli(
-        "dataset=fashion_mnist", "trainer.max_epochs=1", "trainer.limit_train_batches=0.02",
+        "dataset=fashion_mnist",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=0.02",
         run_dir=tmp_path / "run",
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -17,9 +17,14 @@ def _random(n: int = 500, c: int = 6, seed: int = 0) -> tuple[torch.Tensor, torc
     return torch.randint(0, c, (n,), generator=g), torch.randint(0, c, (n,), generator=g)
 
 
+def _scores(preds, num_classes: int) -> torch.Tensor:
+    """Logits whose argmax is ``preds``: the metric takes logits, and the top-1 figures only their argmax."""
+    return torch.nn.functional.one_hot(torch.as_tensor(preds), num_classes).double()
+
+
 def _result(preds, targets, counts, **kw) -> dict:
     m = LongTailMetrics(len(counts), counts, **kw)
-    m.update(torch.as_tensor(preds), torch.as_tensor(targets))
+    m.update(_scores(preds, len(counts)), torch.as_tensor(targets))
     return m.compute()
 
 
@@ -31,7 +36,7 @@ def test_against_scikit_learn_on_random_predictions():
     assert r["top1"] == pytest.approx(accuracy_score(y, p))
     assert r["balanced_acc"] == pytest.approx(balanced_accuracy_score(y, p))
     assert r["per_class"] == pytest.approx(recalls.tolist())
-    assert r["confusion"] == confusion_matrix(y, p).tolist()
+    assert r["confusion"].tolist() == confusion_matrix(y, p).tolist()
     assert r["n"] == 500 and isinstance(r["n"], int)
     # many: > 100 -> classes 0, 1, 2; medium: 20..100 -> 3; few: < 20 -> 4, 5
     assert r["many"] == pytest.approx(recalls[:3].mean())
@@ -101,9 +106,11 @@ def test_classes_without_test_samples_and_empty_groups():
     assert r["balanced_acc"] == pytest.approx(0.75)
     assert r["gmean"] == pytest.approx(math.sqrt(0.5))
     assert r["many"] is None and r["few"] is None and r["medium"] == pytest.approx(0.75)
-    assert scalar_metrics(r) == pytest.approx(
+    scalars = scalar_metrics(r)
+    assert {k: scalars[k] for k in ("top1", "balanced_acc", "medium", "gmean")} == pytest.approx(
         {"top1": 2 / 3, "balanced_acc": 0.75, "medium": 0.75, "gmean": 0.5**0.5}
     )
+    assert "many" not in scalars and "few" not in scalars  # undefined figures are not logged
 
 
 def test_nothing_evaluated_defines_no_figure():
@@ -114,34 +121,48 @@ def test_nothing_evaluated_defines_no_figure():
     assert scalar_metrics(r) == {}
 
 
-def test_logits_and_indices_give_the_same_result():
+def test_top1_figures_depend_on_the_argmax_only():
     logits = torch.randn(40, 3, generator=torch.Generator().manual_seed(1))
     targets = torch.arange(40) % 3
-    assert _result(logits, targets, [30, 20, 10]) == _result(logits.argmax(1), targets, [30, 20, 10])
+    m = LongTailMetrics(3, [30, 20, 10])
+    m.update(logits, targets)
+    r = m.compute()
+    assert {k: r[k] for k in ("top1", "per_class", "gmean")} == {
+        k: _result(logits.argmax(1), targets, [30, 20, 10])[k] for k in ("top1", "per_class", "gmean")
+    }
 
 
 def test_two_shards_merge_to_the_whole():
     preds, targets = _random(n=301, seed=3)
     counts = [900, 400, 150, 60, 25, 4]
     whole, a, b = (LongTailMetrics(6, counts) for _ in range(3))
-    whole.update(preds, targets)
     # two "ranks" with disjoint halves (uneven sizes: 151 and 150)
-    a.update(preds[::2], targets[::2])
-    b.update(preds[1::2], targets[1::2])
+    scores = torch.randn(301, 6, generator=torch.Generator().manual_seed(4)) + 3 * _scores(preds, 6)
+    whole.update(scores, targets)
+    a.update(scores[::2], targets[::2])
+    b.update(scores[1::2], targets[1::2])
     assert torch.equal(a.confusion + b.confusion, whole.confusion)  # what the sum all-reduce does
+    assert torch.equal(a.correct + b.correct, whole.correct) and torch.equal(a.total + b.total, whole.total)
     a.merge_state(b)
-    assert a.compute() == whole.compute()
-    assert a.compute()["n"] == 301
+    merged, expected = a.compute(), whole.compute()
+    # counts are exact; the float sums (NLL, bin confidences) only differ by summation order
+    for key in ("top1", "balanced_acc", "many", "medium", "few", "gmean", "top5", "per_class", "n"):
+        assert merged[key] == expected[key], key
+    assert torch.equal(merged["confusion"], expected["confusion"])
+    assert merged["nll"] == pytest.approx(expected["nll"], rel=1e-12)
+    assert merged["ece"] == pytest.approx(expected["ece"], rel=1e-12)
+    assert merged["n"] == 301
 
 
 def test_batches_accumulate_and_reset_clears():
     preds, targets = _random(n=100, seed=5)
     m = LongTailMetrics(6, [1] * 6)
+    scores = _scores(preds, 6)
     for i in range(0, 100, 32):
-        m(preds[i : i + 32], targets[i : i + 32])  # forward() as Lightning calls it
-    assert m.compute()["confusion"] == confusion_matrix(targets.numpy(), preds.numpy()).tolist()
+        m(scores[i : i + 32], targets[i : i + 32])  # forward() as Lightning calls it
+    assert m.compute()["confusion"].tolist() == confusion_matrix(targets.numpy(), preds.numpy()).tolist()
     m.reset()
-    assert m.confusion.sum() == 0
+    assert m.confusion.sum() == 0 and m.total.sum() == 0 and m.bin_count.sum() == 0 and m.nll_sum == 0
 
 
 def test_bad_arguments_and_inputs():
@@ -152,12 +173,106 @@ def test_bad_arguments_and_inputs():
     with pytest.raises(ConfigError, match="thirds"):
         LongTailMetrics(2, [1, 2], group_by="quartiles")
     m = LongTailMetrics(3, [3, 2, 1])
+    two = torch.zeros(2, 3)
     with pytest.raises(DataError, match=r"\[0, 2\]"):
-        m.update(torch.tensor([0, 1]), torch.tensor([0, 3]))
+        m.update(two, torch.tensor([0, 3]))
     with pytest.raises(DataError):
-        m.update(torch.tensor([0, 1]), torch.tensor([0, -1]))  # -1 would otherwise wrap round to class 2
+        m.update(two, torch.tensor([0, -1]))  # -1 would otherwise wrap round to class 2
     with pytest.raises(ValueError, match="3-class"):
         m.update(torch.zeros(2, 4), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="float scores"):
+        m.update(torch.tensor([0, 1]), torch.tensor([0, 1]))  # class indices carry no probabilities
     with pytest.raises(ValueError, match="do not match"):
-        m.update(torch.tensor([0, 1]), torch.tensor([0, 1, 2]))
-    assert m.confusion.sum() == 0  # rejected batches leave no trace
+        m.update(two, torch.tensor([0, 1, 2]))
+    assert m.confusion.sum() == 0 and m.total.sum() == 0  # rejected batches leave no trace
+
+
+# -- top-5, calibration, NLL -------------------------------------------------------------------------------
+def _probabilities_as_logits(rows: list[list[float]]) -> torch.Tensor:
+    """log p: its softmax is p again (the rows sum to 1)."""
+    return torch.tensor(rows, dtype=torch.float64).log()
+
+
+def test_top5_against_scikit_learn():
+    from sklearn.metrics import top_k_accuracy_score
+
+    g = torch.Generator().manual_seed(7)
+    logits = torch.randn(300, 12, generator=g)
+    targets = torch.randint(0, 12, (300,), generator=g)
+    m = LongTailMetrics(12, [50] * 12)
+    for i in range(0, 300, 64):  # several batches
+        m.update(logits[i : i + 64], targets[i : i + 64])
+    r = m.compute()
+    expected = top_k_accuracy_score(targets.numpy(), logits.numpy(), k=5, labels=list(range(12)))
+    assert r["top5"] == pytest.approx(expected)
+    assert r["top1"] == pytest.approx(top_k_accuracy_score(targets.numpy(), logits.numpy(), k=1))
+    # with fewer than 5 classes top-k takes every class: always a hit
+    small = LongTailMetrics(3, [5, 5, 5])
+    small.update(torch.randn(9, 3, generator=g), torch.arange(9) % 3)
+    assert small.compute()["top5"] == 1.0
+
+
+def test_ece_nll_and_group_calibration_hand_computed():
+    # class 0 is "many" (150 > 100), class 1 "few" (10 < 20); 15 bins of width 1/15
+    #   a: p = (0.90, 0.10), y = 0 -> predicts 0, conf 0.90, right  (bin 13: (13/15, 14/15])
+    #   b: p = (0.12, 0.88), y = 0 -> predicts 1, conf 0.88, wrong  (bin 13)
+    #   c: p = (0.30, 0.70), y = 1 -> predicts 1, conf 0.70, right  (bin 10: (10/15, 11/15])
+    #   d: p = (0.55, 0.45), y = 1 -> predicts 0, conf 0.55, wrong  (bin 8: (8/15, 9/15])
+    logits = _probabilities_as_logits([[0.9, 0.1], [0.12, 0.88], [0.3, 0.7], [0.55, 0.45]])
+    m = LongTailMetrics(2, [150, 10])
+    m.update(logits, torch.tensor([0, 0, 1, 1]))
+    r = m.compute()
+    # ECE = sum_b |correct_b - confidence_b| / N = (|1 - 1.78| + |1 - 0.70| + |0 - 0.55|) / 4
+    assert r["ece"] == pytest.approx((0.78 + 0.30 + 0.55) / 4)
+    assert r["nll"] == pytest.approx(-(math.log(0.9) + math.log(0.12) + math.log(0.7) + math.log(0.45)) / 4)
+    assert r["top1"] == 0.5
+    cal = r["calibration"]
+    assert cal["bins"] == 15
+    assert cal["all"]["count"] == [0] * 8 + [1, 0, 1, 0, 0, 2, 0]
+    assert cal["all"]["confidence"][13] == pytest.approx(0.89) and cal["all"]["accuracy"][13] == 0.5
+    assert cal["all"]["accuracy"][8] == 0.0 and cal["all"]["confidence"][0] is None
+    # per group of the true class: many = {a, b}, few = {c, d}, medium empty
+    assert cal["many"]["ece"] == pytest.approx(0.78 / 2)
+    assert cal["few"]["ece"] == pytest.approx((0.30 + 0.55) / 2)
+    assert cal["medium"]["ece"] is None and sum(cal["medium"]["count"]) == 0
+
+
+def test_ece_matches_a_direct_implementation_on_random_logits():
+    # Guo et al.'s loop: bins (lower, upper] over linspace(0, 1, 16)
+    g = torch.Generator().manual_seed(3)
+    logits = 3 * torch.randn(2000, 7, generator=g, dtype=torch.float64)
+    targets = torch.randint(0, 7, (2000,), generator=g)
+    m = LongTailMetrics(7, [1] * 7)
+    m.update(logits, targets)
+    probs = logits.softmax(1)
+    confidence, preds = probs.max(1)
+    correct = (preds == targets).double()
+    edges = torch.linspace(0, 1, 16, dtype=torch.float64)
+    ece = 0.0
+    for lower, upper in zip(edges[:-1], edges[1:], strict=True):
+        inside = (confidence > lower) & (confidence <= upper)
+        if inside.any():
+            ece += float(inside.double().mean() * (correct[inside].mean() - confidence[inside].mean()).abs())
+    assert m.compute()["ece"] == pytest.approx(ece, abs=1e-12)
+    nll = torch.nn.functional.cross_entropy(logits, targets)
+    assert m.compute()["nll"] == pytest.approx(float(nll), rel=1e-12)
+
+
+def test_confusion_matrix_only_up_to_the_threshold_or_on_request():
+    small, large = LongTailMetrics(100, [1] * 100), LongTailMetrics(101, [1] * 101)
+    assert small.keeps_confusion and not large.keeps_confusion
+    assert "confusion" not in dict(large.metric_state)  # not even allocated
+    logits = torch.randn(5, 101, generator=torch.Generator().manual_seed(0))
+    large.update(logits, torch.arange(5))
+    assert large.compute()["confusion"] is None and large.compute()["n"] == 5
+    asked = large.like(confusion=True)
+    asked.update(logits, torch.arange(5))
+    assert asked.compute()["confusion"].sum() == 5 and asked.compute()["confusion"].shape == (101, 101)
+    assert not small.like(confusion=False).keeps_confusion
+
+
+def test_state_stays_small_for_many_classes():
+    # the iNaturalist case: O(C) counts, no C x C matrix (which would be 8142^2 x 8 bytes = 530 MB)
+    m = LongTailMetrics(8142, [3] * 8142)
+    state_bytes = sum(t.numel() * t.element_size() for t in m.metric_state.values())
+    assert state_bytes < 200_000

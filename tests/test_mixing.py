@@ -95,3 +95,13 @@ def test_beta_sampling_is_reproducible_from_the_generator():
 def test_sample_lambda_validates_alpha():
     with pytest.raises(ConfigError, match="mix_alpha"):
         sample_lambda(0.0, torch.Generator())
+
+
+def test_ppmix_label_weights_follow_their_own_rho():
+    """PPmix's lambda_0 = lam (1 - p_mix(E)) with p_mix on PPmix's own curvature (the PPL authors'
+    CIFAR ppm_alpha 3), not PPW's rho 5: at the phase's midpoint 1/8, not 1/32."""
+    from lt_bench.schedules import Schedule
+
+    schedule = Schedule(e0=100, e1=160, rho=5.0, weighting="inverse", mixing="ppmix", mix_rho=3.0)
+    w = label_weights(0.3, N_A, N_B, kappa=3.0, tau=0.5, progress=schedule.mix_progress(130)).tolist()
+    assert w == pytest.approx([0.3 * (1 - 1 / 8), 0.3, 0.3, 0.3, 0.3])

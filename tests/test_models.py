@@ -185,13 +185,17 @@ def test_parameters_come_from_the_builders_signatures():
 
 
 def test_unknown_names_and_parameters_are_config_errors():
-    assert set(BACKBONES) == {
+    assert BACKBONES.defined_in("lt_bench") == {
         "resnet32",
         "resnet44",
         "convnet",
         "resnet10",
         "resnet50",
         "resnext50_32x4d",
+        "ride_resnet32",
+        "ride_resnet10",
+        "ride_resnet50",
+        "ride_resnext50_32x4d",
     }
     assert set(HEADS) == {"linear", "cosine", "prototype"}
     with pytest.raises(ConfigError, match="resnet32"):

@@ -41,7 +41,16 @@ VS_SETTINGS = [f"{d}_if{q}" for d in CIFAR for q in (10, 100)]
 
 RECIPES: dict[str, list[str]] = {
     # the CIFAR recipes that do not depend on the dataset: the dataset is chosen on the command line
-    **{f"ppl_cri_{d}": ["experiment=ppl_cri", f"dataset={d}"] for d in CIFAR},
+    **{f"ppl_cri_{d}": ["experiment=ppl_cri", f"dataset={d}"] for d in CIFAR[:2]},
+    # CIFAR-100's CRI values (the authors' cifar100_CRI.yaml) are a recipe of their own (issue 15)
+    **{f"ppl_cri_{d}": ["experiment=ppl_cri_cifar100", f"dataset={d}"] for d in CIFAR[2:]},
+    **{f"ldam_drw_{d}": ["experiment=ldam_drw", f"dataset={d}"] for d in CIFAR},
+    **{f"ppl_cri_ride_{d}": ["experiment=ppl_cri_ride", f"dataset={d}"] for d in CIFAR},
+    **{f"ride_{d}": ["experiment=ride", f"dataset={d}"] for d in CIFAR},
+    "ppl_cri_ride_imagenet_lt": ["experiment=ppl_cri_ride_imagenet_lt"],
+    "ppl_cri_ride_inat2018": ["experiment=ppl_cri_ride_inat2018"],
+    "ride_imagenet_lt": ["experiment=ride_imagenet_lt"],
+    "ride_inat2018": ["experiment=ride_inat2018"],
     **{f"phase_{d}": ["experiment=phase", f"dataset={d}"] for d in CIFAR},
     **{f"kps_ga_{d}": ["experiment=kps_ga", f"dataset={d}"] for d in CIFAR},
     "phase_cifar100_lt_enhanced": ["experiment=phase_enhanced"],
@@ -49,8 +58,9 @@ RECIPES: dict[str, list[str]] = {
     **{f"vs_tla_adrw_{s}": [f"experiment=vs_tla_adrw_{s}"] for s in VS_SETTINGS},
     **{f"vs_tla_adrw_sam_{s}": [f"experiment=vs_tla_adrw_sam_{s}"] for s in VS_SETTINGS},
     # ARConvL: MNIST and Fashion-MNIST share the small-CNN recipe
+    "arconvl": ["experiment=arconvl"],
     "arconvl_mnist": ["experiment=arconvl_mnist"],
-    "arconvl_fashion": ["experiment=arconvl_mnist", "dataset=fashion_mnist"],
+    "arconvl_fashion": ["experiment=arconvl_fashion"],
     "arconvl_svhn": ["experiment=arconvl_svhn"],
     "arconvl_cifar10": ["experiment=arconvl_cifar10"],
     # large scale

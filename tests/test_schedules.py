@@ -212,6 +212,33 @@ def test_mix_progress_per_mixing():
     assert ppmix.mix_progress(160) == 1.0
 
 
+def test_ppmix_follows_the_weighting_phase_unless_it_has_its_own():
+    # mix_e0 / mix_e1 / mix_rho null (the default): PPmix's phase is PPW's, nothing moves
+    shared = Schedule(e0=100, e1=160, rho=5.0, weighting="inverse", mixing="ppmix")
+    assert shared.mix_phase == (100, 160, 5.0)
+    assert shared.mix_progress(130) == shared.progress(130) == 1 / 32
+    # the PPL authors' CIFAR configurations: PPW rho 5, PPmix rho 3 (ppm_alpha) on the same [100, 160]
+    cifar = Schedule(e0=100, e1=160, rho=5.0, weighting="inverse", mixing="ppmix", mix_rho=3.0)
+    assert cifar.mix_phase == (100, 160, 3.0)
+    assert cifar.progress(130) == 1 / 32 and cifar.mix_progress(130) == 1 / 8
+    assert cifar.weight_exponent(130) == 1 / 32  # the weights keep PPW's curve
+    # a phase of its own: [120, 180], linear; each key alone falls back to the weighting phase's
+    own = Schedule(e0=100, e1=160, rho=5.0, mixing="ppmix", mix_e0=120, mix_e1=180, mix_rho=1.0)
+    assert [own.mix_progress(e) for e in (119, 120, 150, 180)] == [0.0, 0.0, 0.5, 1.0]
+    assert Schedule(e0=100, e1=160, mixing="ppmix", mix_e1=190).mix_phase == (100, 190, 1.0)
+    # the values and the plot read the mixing progress through mix_progress
+    assert cifar.values(130, COUNTS)["mix_progress"] == 1 / 8
+
+
+def test_ppmix_phase_validation_names_the_mix_keys():
+    with pytest.raises(ConfigError, match=r"schedule.mix_e0/mix_e1/mix_rho.*\[170, 160\]"):
+        Schedule(e0=100, e1=160, mixing="ppmix", mix_e0=170)
+    with pytest.raises(ConfigError, match="mix_rho"):
+        Schedule(e0=100, e1=160, mixing="ppmix", mix_rho=0.0)
+    with pytest.raises(ConfigError, match="mix_e0"):
+        Schedule(mixing="ppmix", mix_e0=-1, mix_e1=3)
+
+
 def test_values_at_an_epoch():
     schedule = Schedule(e0=2, e1=6, form="power", rho=5.0, weighting="inverse", sampling="exponent")
     values = schedule.values(6, COUNTS)

@@ -159,7 +159,8 @@ class BatchAugment:
     """The training and evaluation transforms of one dataset.
 
     ``train(images, keys)``: random crop with zero padding, optional horizontal flip, normalisation.
-    ``eval(images)``: normalisation only.
+    ``eval(images)``: normalisation only. ``normalize=False`` (``dataset.normalize=false``) replaces the
+    normalisation by a plain float32 conversion: pixels stay in 0-255, as the ARConvL reference feeds them.
     """
 
     padding: int
@@ -171,11 +172,14 @@ class BatchAugment:
     randaugment: bool = False
     color_jitter: float = 0.0
     cutout: int = 0
+    normalize: bool = True
     # per-device statistics tensors, built once: a host-to-device copy per batch would stall the GPU
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def _normalize(self, images: Tensor) -> Tensor:
         _check_batch(images)
+        if not self.normalize:
+            return images.float()
         key = (images.device, images.shape[1])
         if key not in self._cache:
             c = images.shape[1]

@@ -6,6 +6,12 @@ the splits to a backend chosen by what the source returned (:data:`BACKENDS`): u
 :class:`~lt_bench.data.memory.MemoryData`, image files to :class:`~lt_bench.data.files.FileData`.
 Everything else delegates to that backend.
 
+Two seeds: the data (the embedded sources' test hold-out, the profile's per-class subset, the validation
+split) follow :func:`data_seed` — ``dataset.subset_seed``, or the run's ``seed`` when it is null — and the
+training randomness (batch order, augmentation) follows the run's ``seed``. A multirun over ``seed`` with
+a fixed ``subset_seed`` trains on the very same images every time, as the reference code bases do (their
+CIFAR-LT subset comes from a fixed ``rand_number``, whatever the training seed).
+
 Training order is the same for both: :class:`lt_bench.data.samplers.EpochBatches`, a pure function of
 ``(seed, epoch)`` and the schedule's class probabilities, so every DDP rank computes the same global
 order and takes its strided slice of each global batch, and a resumed run replays the same epochs.
@@ -44,6 +50,12 @@ class DataInfo:
     test_size: int
 
 
+def data_seed(cfg: DictConfig, seed: int) -> int:
+    """The seed that draws the data: ``dataset.subset_seed``, or the run's ``seed`` when it is null."""
+    subset_seed = cfg.get("subset_seed")
+    return seed if subset_seed is None else int(subset_seed)
+
+
 def backend_for(source: object, name: str) -> type[MemoryData] | type[FileData]:
     for kind, backend in BACKENDS.items():
         if isinstance(source, kind):
@@ -70,8 +82,14 @@ class LongTailDataModule(L.LightningDataModule):
         if self.info is not None:
             return self.info
         cfg = self.cfg
-        source = load_source(cfg, self.seed)
+        drawn_by = data_seed(cfg, self.seed)
+        source = load_source(cfg, drawn_by)
         backend = backend_for(source, cfg.source)
+        if not cfg.get("normalize", True) and backend is not MemoryData:
+            raise ConfigError(
+                f"dataset.normalize=false feeds raw 0-255 pixels, which only the in-memory datasets support; "
+                f"dataset.source={cfg.source!r} is decoded from image files: remove dataset.normalize=false"
+            )
         train, val = long_tail_splits(
             source.train,
             source.val,
@@ -80,7 +98,7 @@ class LongTailDataModule(L.LightningDataModule):
             imbalance_factor=cfg.imbalance_factor,
             quantity_ratio=cfg.quantity_ratio,
             val_fraction=cfg.val_fraction,
-            seed=self.seed,
+            seed=drawn_by,
         )
         data = self.data = backend(source, train, val, cfg, self.seed)
         self.info = DataInfo(

@@ -5,8 +5,9 @@ training device, copied there once per run; each step indexes a batch out of the
 (:mod:`lt_bench.data.augment`), so no DataLoader worker or PIL call sits on the hot path. Batch order is
 the file backend's: both iterate :class:`lt_bench.data.samplers.EpochBatches`.
 
-Loaders yield uint8 images; :meth:`MemoryData.on_device` augments (training) or normalises
-(evaluation) them once Lightning has handed them to the module, training batches then being
+Loaders yield uint8 images; :meth:`MemoryData.on_device` augments (training) or normalises (evaluation;
+``dataset.normalize=false``: only converts to float32 in 0-255) them once Lightning has handed them to
+the module, training batches then being
 ``(images, labels, indices)`` and evaluation batches ``(images, labels)``.
 """
 
@@ -90,6 +91,7 @@ class MemoryData:
             randaugment=cfg.randaugment,
             color_jitter=cfg.color_jitter,
             cutout=cfg.cutout,
+            normalize=cfg.get("normalize", True),
         )
 
     @property

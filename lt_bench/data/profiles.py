@@ -9,8 +9,9 @@ Conventions:
 - ``select_per_class`` follows the CIFAR-LT convention of Cao et al. (LDAM-DRW): one
   ``numpy.random.RandomState(seed)`` shuffles each class's indices in turn, in class order, and the
   first ``n_i`` shuffled indices are kept. With the CIFAR pickle batches read in file order and
-  ``seed`` equal to their ``rand_number`` (0 by default), the kept images are the very ones their
-  ``IMBALANCECIFAR10/100`` keeps.
+  ``seed`` equal to their ``rand_number`` (0 by default; Keke921/KPSLoss: 666), the kept images are the
+  very ones their ``IMBALANCECIFAR10/100`` keeps. The ``seed`` passed here is the data seed,
+  ``dataset.subset_seed`` (null: the run's ``seed``; :func:`lt_bench.data.datamodule.data_seed`).
 - The held-out splits (validation, embedded test sets) use ``numpy.random.default_rng([seed, stream])``
   with their own stream constant, so they are not correlated with the profile's shuffle even when the
   same seed is passed to both.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from lt_bench.data.datamodule import DataInfo
-from lt_bench.methods import arconvl, crt, phase, standard  # noqa: F401  (importing them registers them)
+from lt_bench.methods import arconvl, crt, lws, phase, ride, standard  # noqa: F401  (importing them registers them)
 from lt_bench.methods.base import LongTailModule
 from lt_bench.methods.registry import METHODS
 from lt_bench.schedules import Schedule

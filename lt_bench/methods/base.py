@@ -14,6 +14,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
@@ -27,11 +28,20 @@ from lt_bench.losses.prototype import with_prototype_loss
 from lt_bench.metrics import LongTailMetrics, scalar_metrics
 from lt_bench.mixing import label_weights, mix_batch, sample_lambda
 from lt_bench.models import build_backbone, build_head
+from lt_bench.models.heads import CosineHead
 from lt_bench.optim import build_optimizer, lr_factor
 from lt_bench.schedules import Schedule
 
 # keys of a loss node that configure how it is used rather than the loss formula itself
 LOSS_USAGE_KEYS = ("name", "head", "after_e0", "prototype_weight")
+# where checkpoints keep the training class counts (read by lt_bench.eval)
+CLASS_COUNTS_KEY = "lt_bench_class_counts"
+# trainer.track_test_best: where checkpoints keep the record, and how summary.json labels it
+TEST_BEST_KEY = "lt_bench_test_best"
+TEST_BEST_NOTE = (
+    "optimistic: the epoch with the best test top-1, selected on the test set, as the CIFAR code bases "
+    "(LDAM-DRW, PPL, KPS, DDC) report it; no checkpoint or result is chosen by it (see test, best_epoch)"
+)
 
 
 def batch_seed(seed: int, epoch: int, batch_idx: int, rank: int) -> int:
@@ -58,6 +68,10 @@ class LongTailModule(L.LightningModule):
         )
         self.val_metrics = LongTailMetrics(**metric_args)
         self.test_metrics = LongTailMetrics(**metric_args)
+        # trainer.track_test_best: a test pass after every epoch, kept apart from test_metrics
+        self.tracks_test_best = bool(cfg.trainer.get("track_test_best", False))
+        self.test_epoch_metrics = LongTailMetrics(**metric_args) if self.tracks_test_best else None
+        self.test_best: dict[str, Any] | None = None  # {"epoch", "result", "epochs_evaluated"}
         self.class_weights: Tensor | None = None
         self.loss_terms: dict[str, Tensor] = {}  # parts of a composite loss, named when it diverges
         self.test_result: dict[str, Any] | None = None
@@ -156,7 +170,10 @@ class LongTailModule(L.LightningModule):
         return self.backbone(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        features = self.embed(x)
+        return self.logits_of(self.embed(x))
+
+    def logits_of(self, features: Tensor) -> Tensor:
+        """The head's outputs for backbone ``features``."""
         # The head (and so the loss on its logits) runs in float32 even under mixed precision: bfloat16
         # keeps ~3 significant digits, too few for cosines scaled by s = 30 or log-prior offsets.
         with torch.autocast(features.device.type, enabled=False):
@@ -204,6 +221,8 @@ class LongTailModule(L.LightningModule):
             mean = self._epoch_loss / self._epoch_samples
             self.log("train/loss", mean, on_step=False, on_epoch=True, prog_bar=True, sync_dist=False)
         self._epoch_loss, self._epoch_samples = None, 0
+        if self.tracks_test_best:
+            self._track_test_best()
 
     def _finite_check_due(self, batch_idx: int) -> bool:
         """Reading the flag makes the host wait for the device, so on an accelerator it is read every
@@ -252,17 +271,115 @@ class LongTailModule(L.LightningModule):
                 f"optimizer steps) while the loss stayed finite; {self._kept_checkpoint()}. "
                 "Lower optimizer.lr or check the loss parameters."
             )
+        if self.test_best is not None:
+            checkpoint[TEST_BEST_KEY] = self.test_best
+        # the training counts (groups, priors): lt_bench.eval needs them to evaluate on other data
+        checkpoint[CLASS_COUNTS_KEY] = list(self.info.class_counts)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # a resumed fit continues the record; testing a checkpoint (the best one) must not roll it back
+        if self.tracks_test_best and self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING:
+            self.test_best = checkpoint.get(TEST_BEST_KEY)
+
+    # -- the test-selected epoch (trainer.track_test_best) ----------------------------------------------
+    @torch.no_grad()
+    def _track_test_best(self) -> None:
+        """Evaluate the test set with this epoch's weights; keep the epoch with the best top-1.
+
+        This is the figure the CIFAR code bases report (LDAM-DRW's ``best_acc1``: the best test top-1 over
+        all epochs, the earlier epoch on a tie). It is optimistic, since the test set chooses the epoch, so
+        it is reported apart (``summary.json["test_best_epoch"]``) and chooses nothing: neither
+        ``test`` nor ``best_epoch`` nor any checkpoint depends on it, and the pass changes no weight, no
+        BatchNorm statistic and no random generator. It runs in this hook, which Lightning calls before
+        its checkpoint callbacks save the epoch, so ``last.ckpt`` holds the record and a resumed run
+        continues it. Every rank evaluates its shard of the test set (split without padding) with rank 0's
+        module (:meth:`_rank_zero_buffers`) and ``compute`` sums the per-rank states: each image counts
+        once and the figures are those ``trainer.test`` gives.
+        """
+        metrics = self.test_epoch_metrics
+        was_training = self.training
+        own_buffers = self._rank_zero_buffers()
+        self.eval()
+        try:
+            with self.trainer.precision_plugin.test_step_context():
+                for batch in self.trainer.datamodule.test_dataloader():
+                    self._eval_step(self._apply_batch_transfer_handler(batch), metrics)
+        finally:
+            self.train(was_training)
+            for buffer, own in own_buffers:
+                buffer.copy_(own)
+        result = metrics.compute()
+        metrics.reset()
+        result.pop("confusion", None)  # C x C per epoch in every checkpoint would be large (iNat: 8142^2)
+        self.log_dict({f"test_epoch/{k}": v for k, v in scalar_metrics(result).items()}, sync_dist=False)
+        record = self.test_best
+        best = None if record is None else record["result"].get("top1")
+        evaluated = 1 if record is None else record["epochs_evaluated"] + 1
+        if record is None or (result["top1"] is not None and (best is None or result["top1"] > best)):
+            record = {"epoch": self.current_epoch, "result": result}
+        self.test_best = {**record, "epochs_evaluated": evaluated}
+
+    def _rank_zero_buffers(self) -> list[tuple[Tensor, Tensor]]:
+        """With several processes, load rank 0's floating-point buffers (BatchNorm statistics, which every
+        rank updates from its own batches) into this rank's module; returns (buffer, own copy) to restore.
+
+        ``trainer.test`` evaluates rank 0's module on every rank (Lightning syncs the module states first),
+        so the per-epoch pass does too: one model, whatever the number of processes. Restored after the
+        pass, so training goes on from each rank's own statistics, as without tracking."""
+        if self.trainer.world_size < 2 or not torch.distributed.is_initialized():
+            return []
+        floating = [b for b in self.buffers() if b.is_floating_point()]
+        own = [(b, b.detach().clone()) for b in floating]
+        for b in floating:
+            torch.distributed.broadcast(b.data, src=0)
+        return own
+
+    def test_best_summary(self) -> dict[str, Any] | None:
+        """``summary.json["test_best_epoch"]``: the test-selected epoch and its result, labelled."""
+        if self.test_best is None:
+            return None
+        record = self.test_best
+        return {
+            "epoch": record["epoch"],
+            "selected_by": "test/top1",
+            "epochs_evaluated": record["epochs_evaluated"],
+            "result": record["result"],
+            "note": TEST_BEST_NOTE,
+        }
 
     # -- evaluation --------------------------------------------------------------------------------
-    def _eval_step(self, batch: tuple[Tensor, Tensor], metrics: LongTailMetrics) -> None:
+    @property
+    def logit_scale(self) -> float:
+        """The factor between the head's outputs and the logits the model's softmax is taken of.
+
+        A cosine head outputs cosines in [-1, 1]; the losses that train it (LDAM, CRI, KPS) put ``s cos``
+        into their softmax, so evaluation scales by the loss's ``s`` (the argmax is unchanged; the
+        training-only margins are not applied). Every other head: 1.
+        """
+        if not isinstance(self.head, CosineHead):
+            return 1.0
+        return float(getattr(self.loss_fn, "s", 1.0))
+
+    def eval_outputs(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(features, logits)`` of an evaluation batch: the head's input, and the logits every figure
+        comes from — predictions are their argmax, probabilities (ECE, NLL) their softmax."""
+        features = self.embed(x)
+        logits = self.loss_fn.predict(self.logits_of(features))
+        scale = self.logit_scale
+        return features, logits if scale == 1.0 else logits * scale
+
+    def _eval_step(self, batch: tuple[Tensor, Tensor], metrics: LongTailMetrics) -> dict[str, Tensor]:
         x, y = batch
-        metrics.update(self.loss_fn.predict(self(x)), y)
+        features, logits = self.eval_outputs(x)
+        metrics.update(logits, y)
+        return {"features": features, "logits": logits, "targets": y}
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, self.val_metrics)
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, self.test_metrics)
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        # returned for callbacks (lt_bench.eval's save= and posthoc=); Lightning keeps no test outputs
+        return self._eval_step(batch, self.test_metrics)
 
     def _finish(self, metrics: LongTailMetrics, prefix: str) -> dict[str, Any]:
         result = metrics.compute()  # summed over processes: every sample counted once
@@ -296,6 +413,7 @@ class LongTailModule(L.LightningModule):
                 milestones=list(lr.milestones),
                 factors=list(lr.factors),
                 min_factor=lr.min_factor,
+                warmup_peak=lr.get("warmup_peak", 1.0),
             )
 
         return [factor]

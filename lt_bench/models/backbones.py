@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lt_bench.errors import ConfigError
-from lt_bench.signature import builder_params, check_params
 from lt_bench.registry import Registry
+from lt_bench.signature import builder_params, check_params
 
 BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
 

@@ -1,0 +1,255 @@
+"""Post-hoc adjustments of a trained classifier, computed from its saved evaluation outputs.
+
+- Logit adjustment (Menon et al., ICLR 2021, "post-hoc correction"): ``z_j - tau log pi_j``, with
+  ``pi`` the TRAINING class prior ``n_j / N``. ``tau = 1`` is the Bayes-optimal correction for the
+  balanced error when the softmax estimates the training posterior; ``tau = 0`` is the model as trained.
+- tau-normalisation (Kang et al., ICLR 2020, "Decoupling representation and classifier"): the class
+  weights of a linear head become ``w_j / ||w_j||^tau`` and the logits are recomputed from the saved
+  penultimate features, ``f . w_j / ||w_j||^tau + b_j``. ``tau = 0`` is the model as trained (the bias is
+  kept, so that it is; Kang et al.'s released notebook drops it, which equals a zero-bias head). Only a
+  linear head has such weights: a cosine head already uses ``w_j / ||w_j||`` in its forward, so every tau
+  gives the same cosines, and a prototype head scores by distance to class centres; both are refused
+  with one line (use the logit adjustment there).
+
+Each adjustment is swept over a list of ``tau``; the tau is chosen on the validation split when the run
+has one (never on the test split), by ``select_by`` (balanced accuracy by default; ECE and NLL are
+minimised), ties going to the earlier value of the list.
+
+The outputs file (``outputs_<split>.npz``, written by ``python -m lt_bench.eval save=[logits,features]``)
+holds, for the N images of the evaluated split in split order: ``logits`` float32 [N, C] (the logits every
+figure comes from: a cosine head's cosines times the loss's ``s``), ``features`` float32 [N, d] (the head's
+input), ``targets`` int64 [N], ``indices`` int64 [N] (each row's position in the split), and the model
+facts the adjustments need: ``class_counts`` int64 [C] (training counts), ``head`` (``linear``,
+``cosine``, ``prototype`` or ``other``), ``logit_scale``, and for a linear head ``head_weight`` [C, d] and
+``head_bias`` [C].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lt_bench.errors import ConfigError, DataError
+from lt_bench.metrics import LOWER_IS_BETTER, SCALAR_KEYS, LongTailMetrics, scalar_metrics
+
+ADJUSTMENTS = ("la", "tau_norm")
+SAVABLE = ("logits", "features")
+
+
+# -- the formulas -------------------------------------------------------------------------------------------
+def log_prior(class_counts: Sequence[int] | Tensor) -> Tensor:
+    """``log pi_j = log(n_j / sum_k n_k)`` in float64; every class needs a training sample."""
+    counts = torch.as_tensor(class_counts, dtype=torch.float64)
+    if counts.ndim != 1 or not bool((counts > 0).all()):
+        raise DataError(
+            f"the logit adjustment needs a positive training count for every class, got {counts.tolist()}"
+        )
+    return (counts / counts.sum()).log()
+
+
+def logit_adjusted(logits: Tensor, class_counts: Sequence[int] | Tensor, tau: float) -> Tensor:
+    """``z_ij - tau log pi_j`` (float64)."""
+    return logits.double() - tau * log_prior(class_counts).to(logits.device)
+
+
+def tau_normalised_weight(weight: Tensor, tau: float) -> Tensor:
+    """``w_j / ||w_j||^tau`` for the rows ``w_j`` of a [C, d] weight (float64)."""
+    w = weight.double()
+    return w / w.norm(dim=1, keepdim=True).pow(tau)
+
+
+def tau_normalised_logits(features: Tensor, weight: Tensor, bias: Tensor | None, tau: float) -> Tensor:
+    """``f_i . w_j / ||w_j||^tau + b_j`` (float64)."""
+    logits = features.double() @ tau_normalised_weight(weight, tau).T
+    return logits if bias is None else logits + bias.double()
+
+
+# -- saved outputs ------------------------------------------------------------------------------------------
+@dataclass
+class Outputs:
+    """A split's evaluation outputs, in split order (see the module docstring for each field)."""
+
+    logits: Tensor | None
+    targets: Tensor
+    indices: Tensor
+    class_counts: list[int]
+    features: Tensor | None = None
+    head: str = "other"
+    logit_scale: float = 1.0
+    head_weight: Tensor | None = None
+    head_bias: Tensor | None = None
+
+
+def save_outputs(path: Path, outputs: Outputs, keep: Sequence[str]) -> None:
+    """Write ``outputs`` as ``.npz``: targets, indices and the model facts always, ``logits`` and
+    ``features`` as ``keep`` says."""
+    from lt_bench.outputs import write_npz
+
+    arrays: dict[str, np.ndarray] = {
+        "targets": outputs.targets.numpy().astype(np.int64),
+        "indices": outputs.indices.numpy().astype(np.int64),
+        "class_counts": np.asarray(outputs.class_counts, dtype=np.int64),
+        "head": np.asarray(outputs.head),
+        "logit_scale": np.asarray(outputs.logit_scale, dtype=np.float64),
+    }
+    for name in keep:
+        value = getattr(outputs, name)
+        if value is None:
+            raise ConfigError(f"save={name}: the evaluation recorded no {name}")
+        arrays[name] = value.float().numpy()
+    if outputs.head_weight is not None:
+        arrays["head_weight"] = outputs.head_weight.float().numpy()
+    if outputs.head_bias is not None:
+        arrays["head_bias"] = outputs.head_bias.float().numpy()
+    write_npz(path, arrays)
+
+
+def load_outputs(path: Path) -> Outputs:
+    """Read a file written by :func:`save_outputs` (DataError naming what is missing)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read the outputs file {path}: {err}") from None
+    missing = [k for k in ("targets", "indices", "class_counts") if k not in arrays]
+    if missing:
+        raise DataError(
+            f"{path} lacks {', '.join(missing)}; not an outputs file of `python -m lt_bench.eval save=...`"
+        )
+
+    def tensor(name: str) -> Tensor | None:
+        return torch.from_numpy(arrays[name]) if name in arrays else None
+
+    return Outputs(
+        logits=tensor("logits"),
+        targets=torch.from_numpy(arrays["targets"]),
+        indices=torch.from_numpy(arrays["indices"]),
+        class_counts=[int(n) for n in arrays["class_counts"]],
+        features=tensor("features"),
+        head=str(arrays["head"]) if "head" in arrays else "other",
+        logit_scale=float(arrays["logit_scale"]) if "logit_scale" in arrays else 1.0,
+        head_weight=tensor("head_weight"),
+        head_bias=tensor("head_bias"),
+    )
+
+
+# -- applying an adjustment ---------------------------------------------------------------------------------
+def check_head(adjustment: str, head: str) -> None:
+    """ConfigError, in one line, when ``adjustment`` is not defined for a head of kind ``head``."""
+    if adjustment not in ADJUSTMENTS:
+        raise ConfigError(f"posthoc.{adjustment} is not an adjustment; choose from: {', '.join(ADJUSTMENTS)}")
+    if adjustment == "la" or head == "linear":
+        return
+    why = {
+        "cosine": "a cosine head already divides every class weight by its norm in its forward, so "
+        "w_j / ||w_j||^tau gives the same cosines for every tau",
+        "prototype": "a prototype head scores by distance to class centres, which have no classifier-weight "
+        "norm to rescale",
+    }.get(head, f"the model's head ({head}) is not a linear layer")
+    raise ConfigError(f"posthoc.tau_norm needs a linear head: {why}; use posthoc.la instead")
+
+
+def check_applicable(adjustment: str, outputs: Outputs) -> None:
+    """ConfigError, in one line, when ``adjustment`` cannot be computed from ``outputs``."""
+    check_head(adjustment, outputs.head)
+    if adjustment == "la" and outputs.logits is None:
+        raise ConfigError("posthoc.la needs the logits; these outputs hold none (save them: save=[logits])")
+    if adjustment == "tau_norm" and (outputs.features is None or outputs.head_weight is None):
+        raise ConfigError("posthoc.tau_norm needs the features and the head's weights (save=[features])")
+
+
+def adjusted_logits(adjustment: str, outputs: Outputs, tau: float) -> Tensor:
+    """The logits of ``outputs`` after ``adjustment`` at ``tau`` (float64)."""
+    check_applicable(adjustment, outputs)
+    if adjustment == "la":
+        assert outputs.logits is not None
+        return logit_adjusted(outputs.logits, outputs.class_counts, tau)
+    assert outputs.features is not None and outputs.head_weight is not None
+    logits = tau_normalised_logits(outputs.features, outputs.head_weight, outputs.head_bias, tau)
+    return logits * outputs.logit_scale
+
+
+def evaluate_adjusted(
+    adjustment: str,
+    outputs: Outputs,
+    tau: float,
+    new_metric: Callable[[], LongTailMetrics],
+    chunk: int = 4096,
+) -> dict[str, Any]:
+    """Every figure of ``outputs`` after ``adjustment`` at ``tau`` (one process, the whole split), in
+    chunks of rows: the float64 logits of a whole split would be N x C x 8 bytes (1.6 GB for
+    iNaturalist's 24,426 x 8,142)."""
+    metric = new_metric()
+    for start in range(0, len(outputs.targets), chunk):
+        rows = slice(start, start + chunk)
+        part = replace(
+            outputs,
+            logits=None if outputs.logits is None else outputs.logits[rows],
+            features=None if outputs.features is None else outputs.features[rows],
+            targets=outputs.targets[rows],
+            indices=outputs.indices[rows],
+        )
+        metric.update(adjusted_logits(adjustment, part, tau), part.targets)
+    return metric.compute()
+
+
+def choose(values: Sequence[float | None], select_by: str) -> int | None:
+    """Index of the best value (max, or min for ECE/NLL); ties: the earliest; None if all are None."""
+    scored = [(i, v) for i, v in enumerate(values) if v is not None and math.isfinite(v)]
+    if not scored:
+        return None
+    sign = -1.0 if select_by in LOWER_IS_BETTER else 1.0
+    best = max(sign * v for _, v in scored)
+    return next(i for i, v in scored if sign * v == best)
+
+
+def check_sweep(taus: Mapping[str, Sequence[float]], select_by: str) -> None:
+    for adjustment, values in taus.items():
+        if adjustment not in ADJUSTMENTS:
+            raise ConfigError(
+                f"posthoc.{adjustment}: not an adjustment; choose from: {', '.join(ADJUSTMENTS)}"
+            )
+        bad = [v for v in values if not isinstance(v, int | float) or not math.isfinite(v)]
+        if bad:
+            raise ConfigError(f"posthoc.{adjustment}={list(values)}: every tau must be a finite number")
+    if select_by not in SCALAR_KEYS:
+        raise ConfigError(f"posthoc.select_by={select_by!r}; choose one of: {', '.join(SCALAR_KEYS)}")
+
+
+def sweep(
+    outputs: Mapping[str, Outputs],
+    taus: Mapping[str, Sequence[float]],
+    new_metric: Callable[[], LongTailMetrics],
+    select_on: str | None = "val",
+    select_by: str = "balanced_acc",
+) -> dict[str, Any]:
+    """Every adjustment at every tau on every split of ``outputs`` (``{split: Outputs}``).
+
+    Returns ``{"select_by", "selected_on", ADJUSTMENT: {"rows": [{"tau", SPLIT: figures}], "selected_tau"}}``;
+    a tau is selected only on ``select_on`` (the validation split), and only when ``outputs`` has it.
+    """
+    check_sweep(taus, select_by)
+    on = select_on if select_on in outputs else None
+    report: dict[str, Any] = {"select_by": select_by, "selected_on": on}
+    for adjustment, values in taus.items():
+        if not values:
+            continue
+        for split_outputs in outputs.values():
+            check_applicable(adjustment, split_outputs)
+        rows = []
+        for tau in values:
+            row: dict[str, Any] = {"tau": float(tau)}
+            for split, split_outputs in outputs.items():
+                result = evaluate_adjusted(adjustment, split_outputs, tau, new_metric)
+                row[split] = {**scalar_metrics(result), "n": result["n"]}
+            rows.append(row)
+        chosen = None if on is None else choose([r[on].get(select_by) for r in rows], select_by)
+        report[adjustment] = {"rows": rows, "selected_tau": None if chosen is None else rows[chosen]["tau"]}
+    return report
