@@ -59,18 +59,11 @@ class LongTailModule(L.LightningModule):
         self.backbone, self.head = self.build_model()
         self._apply_speed_options()
         self.loss_before, self.loss_after = self.build_losses()
-        metric_args = dict(
-            num_classes=info.num_classes,
-            class_counts=info.class_counts,
-            many_threshold=cfg.dataset.many_threshold,
-            few_threshold=cfg.dataset.few_threshold,
-            group_by=cfg.dataset.group_by,
-        )
-        self.val_metrics = LongTailMetrics(**metric_args)
-        self.test_metrics = LongTailMetrics(**metric_args)
+        self.val_metrics = self.new_metrics()
+        self.test_metrics = self.new_metrics()
         # trainer.track_test_best: a test pass after every epoch, kept apart from test_metrics
         self.tracks_test_best = bool(cfg.trainer.get("track_test_best", False))
-        self.test_epoch_metrics = LongTailMetrics(**metric_args) if self.tracks_test_best else None
+        self.test_epoch_metrics = self.new_metrics() if self.tracks_test_best else None
         self.test_best: dict[str, Any] | None = None  # {"epoch", "result", "epochs_evaluated"}
         self.class_weights: Tensor | None = None
         self.loss_terms: dict[str, Tensor] = {}  # parts of a composite loss, named when it diverges
@@ -83,6 +76,17 @@ class LongTailModule(L.LightningModule):
         self._epoch_samples = 0
 
     # -- construction -------------------------------------------------------------------------------
+    def new_metrics(self) -> LongTailMetrics:
+        """A fresh long-tail metric for this data: groups by training count as ``dataset.`` says."""
+        d = self.cfg.dataset
+        return LongTailMetrics(
+            num_classes=self.info.num_classes,
+            class_counts=self.info.class_counts,
+            many_threshold=d.many_threshold,
+            few_threshold=d.few_threshold,
+            group_by=d.group_by,
+        )
+
     def build_model(self) -> tuple[nn.Module, nn.Module]:
         info = self.info
         backbone_params = params_of(self.cfg.backbone)
@@ -179,11 +183,14 @@ class LongTailModule(L.LightningModule):
         with torch.autocast(features.device.type, enabled=False):
             return self.head(features.float())
 
-    def training_loss(self, x: Tensor, y: Tensor, indices: Tensor, batch_idx: int) -> Tensor:
-        """The loss of one batch; ``indices`` are the samples' positions in the training set."""
-        epoch, loss_fn, weights = self.current_epoch, self.loss_fn, self.class_weights
+    def mixed_targets(
+        self, x: Tensor, y: Tensor, batch_idx: int
+    ) -> tuple[Tensor, list[tuple[Tensor, Tensor | None]]]:
+        """The (possibly mixed) input and its (labels, per-sample label weights) pairs: ``[(y, None)]``
+        without mixing; with it, the draw seeded by (seed, epoch, step, rank), so a resume redraws it."""
         if self.schedule.mixing == "none":
-            return loss_fn(self(x), y, weights)
+            return x, [(y, None)]
+        epoch = self.current_epoch
         generator = torch.Generator().manual_seed(
             batch_seed(self.cfg.seed, epoch, batch_idx, self.global_rank)
         )
@@ -198,8 +205,18 @@ class LongTailModule(L.LightningModule):
             self.schedule.tau,
             self.schedule.mix_progress(epoch),
         )
-        logits = self(mixed)
-        return loss_fn(logits, y_a, weights, w_a) + loss_fn(logits, y_b, weights, 1 - w_a)
+        return mixed, [(y_a, w_a), (y_b, 1 - w_a)]
+
+    def training_loss(self, x: Tensor, y: Tensor, indices: Tensor, batch_idx: int) -> Tensor:
+        """The loss of one batch; ``indices`` are the samples' positions in the training set."""
+        loss_fn, weights = self.loss_fn, self.class_weights
+        inputs, targets = self.mixed_targets(x, y, batch_idx)
+        logits = self(inputs)
+        (first, w_first), *rest = targets
+        loss = loss_fn(logits, first, weights, w_first)
+        for labels, label_weights_ in rest:
+            loss = loss + loss_fn(logits, labels, weights, label_weights_)
+        return loss
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         x, y, indices = batch

@@ -37,10 +37,9 @@ from lt_bench.config import params_of
 from lt_bench.data.datamodule import DataInfo
 from lt_bench.errors import ConfigError
 from lt_bench.losses.ride import diversity_factors, diversity_temperatures, ride_loss
-from lt_bench.methods.base import LongTailModule, batch_seed
+from lt_bench.methods.base import LongTailModule
 from lt_bench.methods.registry import METHODS
 from lt_bench.metrics import LongTailMetrics, scalar_metrics
-from lt_bench.mixing import label_weights, mix_batch, sample_lambda
 from lt_bench.models import build_backbone, build_head
 from lt_bench.models.ride import ExpertHeads
 from lt_bench.schedules import Schedule
@@ -105,16 +104,9 @@ class RIDEMethod(LongTailModule):
         self.diversity_scale = self._diversity_scale(m["diversity_scale"])
         factors = diversity_factors(info.class_counts, float(m["diversity_reweight"]))
         self.register_buffer("diversity_factors", factors, persistent=False)
-        metric_args = dict(
-            num_classes=info.num_classes,
-            class_counts=info.class_counts,
-            many_threshold=cfg.dataset.many_threshold,
-            few_threshold=cfg.dataset.few_threshold,
-            group_by=cfg.dataset.group_by,
-        )
         experts = self.head.num_experts
-        self.expert_val_metrics = nn.ModuleList(LongTailMetrics(**metric_args) for _ in range(experts))
-        self.expert_test_metrics = nn.ModuleList(LongTailMetrics(**metric_args) for _ in range(experts))
+        self.expert_val_metrics = nn.ModuleList(self.new_metrics() for _ in range(experts))
+        self.expert_test_metrics = nn.ModuleList(self.new_metrics() for _ in range(experts))
         self._epoch_terms: Tensor | None = None
         self._epoch_term_samples = 0
 
@@ -155,33 +147,9 @@ class RIDEMethod(LongTailModule):
         return diversity_temperatures(self.diversity_factors, self.diversity_temperature, exponent)
 
     # -- training ----------------------------------------------------------------------------------
-    def _targets(
-        self, x: Tensor, y: Tensor, batch_idx: int
-    ) -> tuple[Tensor, list[tuple[Tensor, Tensor | None]]]:
-        """The (possibly mixed) input and its (labels, per-sample weights) pairs, mixed as the base module
-        mixes (the same seeded draws per step)."""
-        if self.schedule.mixing == "none":
-            return x, [(y, None)]
-        epoch = self.current_epoch
-        generator = torch.Generator().manual_seed(
-            batch_seed(self.cfg.seed, epoch, batch_idx, self.global_rank)
-        )
-        lam = sample_lambda(self.schedule.mix_alpha, generator)
-        perm = torch.randperm(len(y), generator=generator).to(y.device)
-        mixed, y_a, y_b = mix_batch(x, y, lam, perm)
-        w_a = label_weights(
-            lam,
-            self.class_counts[y_a],
-            self.class_counts[y_b],
-            self.schedule.kappa,
-            self.schedule.tau,
-            self.schedule.mix_progress(epoch),
-        )
-        return mixed, [(y_a, w_a), (y_b, 1 - w_a)]
-
     def training_loss(self, x: Tensor, y: Tensor, indices: Tensor, batch_idx: int) -> Tensor:
         epoch, loss_fn, weights = self.current_epoch, self.loss_fn, self.class_weights
-        inputs, targets = self._targets(x, y, batch_idx)
+        inputs, targets = self.mixed_targets(x, y, batch_idx)
         logits = self.expert_logits(inputs)
         with torch.autocast(logits.device.type, enabled=False):
 
