@@ -19,11 +19,9 @@ from lt_bench.checkpointing import (
     AtomicCheckpointIO,
     BestCheckpoint,
     ResumeState,
-    StopOnSigterm,
     keep_logged_metrics,
     last_checkpoint,
     resolve_ckpt_path,
-    stop_cleanly_on_sigterm,
 )
 from lt_bench.config import validate
 from lt_bench.data.datamodule import LongTailDataModule
@@ -33,6 +31,7 @@ from lt_bench.methods import build_method
 from lt_bench.outputs import format_result, print_results, result_rows, write_run_outputs
 from lt_bench.registry import import_plugins
 from lt_bench.schedules import Schedule, plot_schedule, schedule_of
+from lt_bench.signals import StopOnSigterm, stop_cleanly_on_sigterm
 
 log = logging.getLogger(__name__)
 

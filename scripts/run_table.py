@@ -42,14 +42,19 @@ class Job:
         return f"{self.table}/{self.row}/{self.value}/seed{self.seed}"
 
 
-def jobs_of(spec: dict, only: set[str] | None) -> list[Job]:
-    """Every job of the spec, ordered seed-major so that each row gets its first seed early."""
+def jobs_of(spec: dict, only: set[str] | None, rows: set[str] | None = None) -> list[Job]:
+    """Every job of the spec (of the named tables and rows), seed-major so that each row gets its first seed early."""
     jobs = []
     for table, t in spec.items():
         if only and table not in only:
             continue
+        unknown = (rows or set()) - set(t["rows"]) if only else set()
+        if unknown:
+            raise SystemExit(f"error: --rows {','.join(sorted(unknown))} not in table {table}; its rows: {', '.join(t['rows'])}")
         key, values = t.get("sweep", {}).get("key"), t.get("sweep", {}).get("values", [None])
         for seed, value, (row, row_overrides) in itertools.product(t["seeds"], values, t["rows"].items()):
+            if rows and row not in rows:
+                continue
             swept = [] if key is None else [f"{key}={value}"]
             overrides = (*t.get("common", []), *row_overrides, *swept, f"seed={seed}")
             # a folder name without '=': it goes into hydra.run.dir, where '=' would break the override
@@ -100,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("spec", type=Path)
     parser.add_argument("--only", default=None, help="comma-separated tables to run")
+    parser.add_argument("--rows", default=None, help="comma-separated rows to run (of the --only tables)")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--results", type=Path, default=ROOT / "results")
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/lt_bench_tables"))
@@ -108,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print the jobs and whether each is done")
     args = parser.parse_args(argv)
     spec = yaml.safe_load(args.spec.read_text())
-    jobs = jobs_of(spec, set(args.only.split(",")) if args.only else None)
+    jobs = jobs_of(spec, set(args.only.split(",")) if args.only else None,
+                   set(args.rows.split(",")) if args.rows else None)
     if args.list:
         for job in jobs:
             state = "done" if (args.results / job.name / "summary.json").exists() else "todo"
