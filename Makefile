@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lt_bench-installed
 
-.PHONY: install run test test-heavy lint bench data clean
+.PHONY: install run test test-heavy faults lint bench data clean
 
 # Re-installs whenever pyproject.toml or the pinned versions change.
 $(STAMP): pyproject.toml constraints.txt
@@ -24,6 +24,10 @@ test: $(STAMP)
 # the end-to-end cases beyond the suite's 10-minute budget (more methods through eval, more DDP/resume runs)
 test-heavy: $(STAMP)
 	$(BIN)/python -m pytest -m heavy $(PYTEST_ARGS)
+
+# kill -9 / SIGTERM / stuck-rank / full-disk cases with real processes; prints what each case measured
+faults: $(STAMP)
+	$(BIN)/python -m pytest -m faults -s $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check lt_bench tests benchmarks examples scripts
