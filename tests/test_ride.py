@@ -122,7 +122,35 @@ def test_ride_resnet32_widths_and_ensemble_is_the_experts_mean():
         assert torch.allclose(experts[1], module.head.heads[1](features[:, 48:96]), atol=1e-7)
 
 
-@pytest.mark.parametrize("name", ["ride_resnet32", "ride_resnet50"])
+def test_ride_convnet_is_convnet_split_as_ride_splits_a_network():
+    """Block 1 shared, block 2 + dense + BatchNorm per expert at RIDE's 3/4 width; with one full-width
+    expert it is ``convnet`` itself: the same parameters, initialised alike from the same seed."""
+    backbone = build_backbone("ride_convnet", in_channels=1)
+    assert (backbone.num_experts, backbone.expert_dim, backbone.out_dim) == (3, 48, 144)  # 64 x 3/4
+    assert backbone.experts[0][2].out_channels == 24  # 32 x 3/4
+    wide = build_backbone("ride_convnet", channels=[32, 64], expert_channels=[40], expert_dim=80)
+    assert (wide.experts[0][0].out_channels, wide.expert_dim) == (40, 80)
+    for bad, match in (
+        ({"channels": [16]}, "two or more widths"),
+        ({"shared_blocks": 2}, "leaves the experts no block"),
+        ({"expert_channels": [8, 8]}, "must list 1 widths"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            build_backbone("ride_convnet", **bad)
+    torch.manual_seed(0)
+    one = build_backbone("ride_convnet", in_channels=1, num_experts=1, reduce_dimension=False).eval()
+    torch.manual_seed(0)
+    single = build_backbone("convnet", in_channels=1, channels=[16, 32], out_dim=64).eval()
+    shapes = [p.shape for p in single.parameters()]
+    assert [p.shape for p in one.parameters()] == shapes
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(one(x), single(x))
+    with pytest.raises(ValueError, match="backbone.image_size"):
+        one(torch.randn(1, 1, 32, 32))
+
+
+@pytest.mark.parametrize("name", ["ride_resnet32", "ride_resnet50", "ride_convnet"])
 def test_experts_share_no_parameter_beyond_the_shared_stages(name):
     module = _module("method=ride", f"backbone={name}", "backbone.num_experts=3")
     backbone, heads = module.backbone, module.head

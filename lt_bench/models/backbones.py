@@ -119,6 +119,33 @@ def _kaiming_normal(module: nn.Module) -> None:
 # --------------------------------------------------------------------------------------------------
 # ARConvL's small CNN
 # --------------------------------------------------------------------------------------------------
+def conv_blocks(in_channels: int, channels: Sequence[int]) -> list[nn.Module]:
+    """ARConvL's blocks, conv3x3-ReLU-conv3x3-ReLU-maxpool2 per width, as one flat list of layers."""
+    layers: list[nn.Module] = []
+    for prev, ch in zip([in_channels, *channels[:-1]], channels, strict=True):
+        layers += [
+            nn.Conv2d(prev, ch, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(ch, ch, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2, ceil_mode=True),
+        ]
+    return layers
+
+
+def pooled_side(image_size: int, blocks: int) -> int:
+    """The side after ``blocks`` 'same' 2x2 poolings (odd sides round up)."""
+    for _ in range(blocks):
+        image_size = -(-image_size // 2)
+    return image_size
+
+
+def he_uniform(m: nn.Module) -> None:
+    if isinstance(m, nn.Conv2d | nn.Linear):
+        nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")  # Keras 'he_uniform'
+        nn.init.zeros_(m.bias)
+
+
 class ConvNet(nn.Module):
     """2 x [conv3x3-ReLU-conv3x3-ReLU-maxpool2] -> flatten -> dense(out_dim) -> BatchNorm1d.
 
@@ -135,27 +162,13 @@ class ConvNet(nn.Module):
         image_size: int = 28,
     ) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        prev, side = in_channels, image_size
-        for ch in channels:
-            layers += [
-                nn.Conv2d(prev, ch, 3, padding=1),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(ch, ch, 3, padding=1),
-                nn.ReLU(inplace=True),
-                nn.MaxPool2d(2, ceil_mode=True),
-            ]
-            prev, side = ch, -(-side // 2)
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(*conv_blocks(in_channels, channels))
         self.image_size = image_size
-        self.flat_dim = prev * side * side
+        self.flat_dim = channels[-1] * pooled_side(image_size, len(channels)) ** 2
         self.dense = nn.Linear(self.flat_dim, out_dim)
         self.bn = nn.BatchNorm1d(out_dim)
         self.out_dim = out_dim
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d | nn.Linear):
-                nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")  # Keras 'he_uniform'
-                nn.init.zeros_(m.bias)
+        self.apply(he_uniform)
 
     def forward(self, x: Tensor) -> Tensor:
         flat = self.features(x).flatten(1)

@@ -7,6 +7,8 @@ and its own classifier. Which stages are whose follows RIDE's code:
 
 - ``ride_resnet32`` (CIFAR, :class:`MultiExpertCifarResNet`): stem and stage 1 shared; stages 2 and 3 per
   expert (``model/ldam_drw_resnets/ride_resnet_cifar.py``).
+- ``ride_convnet`` (28x28 benchmarks, :class:`MultiExpertConvNet`): lt_bench's small CNN with its first
+  conv block shared and the rest per expert (no RIDE counterpart; the same 3/4 width reduction).
 - ``ride_resnet10`` / ``ride_resnet50`` / ``ride_resnext50_32x4d`` (ImageNet-LT, iNaturalist,
   :class:`MultiExpertImageNetResNet`): stem, layer1 and layer2 shared; layer3 and layer4 per expert
   (``model/fb_resnets/RIDEResNet.py``, ``RIDEResNeXt.py``), built from torchvision's blocks.
@@ -33,11 +35,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lt_bench.errors import ConfigError
-from lt_bench.models.backbones import BACKBONES, BasicBlock, _kaiming_normal, _positive_int
+from lt_bench.models.backbones import (
+    BACKBONES,
+    BasicBlock,
+    _kaiming_normal,
+    _positive_int,
+    conv_blocks,
+    he_uniform,
+    pooled_side,
+)
 
 # RIDE's expert stage widths (planes of the last two stages), reduced and full
 CIFAR_PLANES = {True: (24, 48), False: (32, 64)}
 IMAGENET_PLANES = {True: (192, 384), False: (256, 512)}
+# the reduction both tables apply to the single network's widths, for networks RIDE has no table for
+REDUCED_WIDTH = 3 / 4
 
 
 def _expert_planes(name: str, reduce_dimension: Any, expert_planes: Any, table: dict) -> tuple[int, int]:
@@ -55,9 +67,9 @@ def _expert_planes(name: str, reduce_dimension: Any, expert_planes: Any, table: 
 
 
 class MultiExpertBackbone(nn.Module):
-    """A shared trunk (:meth:`stem`), then ``experts[i]`` (the expert's own stages) and average pooling
-    per expert; ``forward`` returns ``[B, E * expert_dim]``, expert ``i``'s features in columns
-    ``i * expert_dim : (i + 1) * expert_dim``."""
+    """A shared trunk (:meth:`stem`), then ``experts[i]`` (the expert's own stages, ending in its
+    ``[B, expert_dim]`` features); ``forward`` returns ``[B, E * expert_dim]``, expert ``i``'s features in
+    columns ``i * expert_dim : (i + 1) * expert_dim``."""
 
     experts: nn.ModuleList
     expert_dim: int
@@ -76,8 +88,13 @@ class MultiExpertBackbone(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         trunk = self.stem(x)
-        pooled = [F.adaptive_avg_pool2d(expert(trunk), 1).flatten(1) for expert in self.experts]
-        return torch.cat(pooled, dim=1)
+        return torch.cat([expert(trunk) for expert in self.experts], dim=1)
+
+
+def _pooled() -> list[nn.Module]:
+    """Global average pooling to a feature vector; parameter-free, so the experts' parameter names are the
+    stages' alone."""
+    return [nn.AdaptiveAvgPool2d(1), nn.Flatten(1)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -113,7 +130,9 @@ class MultiExpertCifarResNet(MultiExpertBackbone):
         self.layers = nn.Sequential(*_basic_stage(first, first, blocks_per_stage, 1))
         self.experts = nn.ModuleList(
             nn.Sequential(
-                *_basic_stage(first, p2, blocks_per_stage, 2), *_basic_stage(p2, p3, blocks_per_stage, 2)
+                *_basic_stage(first, p2, blocks_per_stage, 2),
+                *_basic_stage(p2, p3, blocks_per_stage, 2),
+                *_pooled(),
             )
             for _ in range(num_experts)
         )
@@ -147,6 +166,100 @@ def ride_resnet32(
         num_experts=_positive_int(name, "num_experts", num_experts),
         planes=planes,
         width=_positive_int(name, "width", width),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# The small CNN of 28x28 benchmarks (lt_bench's ``convnet``)
+# --------------------------------------------------------------------------------------------------
+class MultiExpertConvNet(MultiExpertBackbone):
+    """lt_bench's ``convnet`` (ARConvL's 2 x [conv-conv-maxpool] -> dense -> BatchNorm1d) split the way RIDE
+    splits a ResNet: the first ``shared`` conv blocks shared, each expert with its own later blocks, dense
+    layer and BatchNorm. RIDE has no such network; this one lets a 28x28 benchmark compare the
+    multi-expert methods with single-network ones on the same CNN. Initialisation is ``convnet``'s."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_experts: int,
+        shared: Sequence[int],
+        expert_channels: Sequence[int],
+        expert_dim: int,
+        image_size: int,
+    ) -> None:
+        super().__init__()
+        self.shared = nn.Sequential(*conv_blocks(in_channels, shared))
+        side = pooled_side(image_size, len(shared) + len(expert_channels))
+        self.experts = nn.ModuleList(
+            nn.Sequential(
+                *conv_blocks(shared[-1], expert_channels),
+                nn.Flatten(1),
+                nn.Linear(expert_channels[-1] * side * side, expert_dim),
+                nn.BatchNorm1d(expert_dim),
+            )
+            for _ in range(num_experts)
+        )
+        self.expert_dim = expert_dim
+        self.image_size = image_size
+        self.apply(he_uniform)
+
+    def stem(self, x: Tensor) -> Tensor:
+        if tuple(x.shape[-2:]) != (self.image_size, self.image_size):
+            raise ValueError(
+                f"ride_convnet was built for {self.image_size}x{self.image_size} inputs but got "
+                f"{tuple(x.shape[-2:])}; set backbone.image_size to the input size"
+            )
+        return self.shared(x)
+
+
+@BACKBONES.register("ride_convnet")
+def ride_convnet(
+    in_channels: int = 1,
+    num_experts: int = 3,
+    channels: Sequence[int] = (16, 32),
+    out_dim: int = 64,
+    image_size: int = 28,
+    shared_blocks: int = 1,
+    reduce_dimension: bool = True,
+    expert_channels: Sequence[int] | None = None,
+    expert_dim: int | None = None,
+) -> MultiExpertConvNet:
+    """``convnet`` with ``channels`` and ``out_dim`` as RIDE would split it: the blocks
+    ``channels[:shared_blocks]`` shared; per expert the remaining blocks and a dense layer, at 3/4 of
+    those widths with ``reduce_dimension`` (RIDE's reduction: 32 -> 24 channels, 64 -> 48 features), or
+    ``expert_channels`` and ``expert_dim`` when given."""
+    name = "ride_convnet"
+    if isinstance(channels, int | str) or len(channels) < 2:
+        raise ConfigError(
+            f"backbone {name!r}: channels={channels!r} must list two or more widths, e.g. [16, 32]"
+        )
+    widths = [_positive_int(name, "channels", c) for c in channels]
+    split = _positive_int(name, "shared_blocks", shared_blocks)
+    if split >= len(widths):
+        raise ConfigError(
+            f"backbone {name!r}: shared_blocks={split} leaves the experts no block of channels={widths}; "
+            f"use 1 to {len(widths) - 1}"
+        )
+    if not isinstance(reduce_dimension, bool):
+        raise ConfigError(f"backbone {name!r}: reduce_dimension={reduce_dimension!r} must be true or false")
+    factor = REDUCED_WIDTH if reduce_dimension else 1.0
+    own = [round(c * factor) for c in widths[split:]]
+    if expert_channels is not None:
+        if isinstance(expert_channels, int | str) or len(expert_channels) != len(own):
+            raise ConfigError(
+                f"backbone {name!r}: expert_channels={expert_channels!r} must list {len(own)} widths "
+                f"(one per expert block of channels={widths} after shared_blocks={split}), "
+                "or null for RIDE's 3/4"
+            )
+        own = [_positive_int(name, "expert_channels", c) for c in expert_channels]
+    dim = round(_positive_int(name, "out_dim", out_dim) * factor) if expert_dim is None else expert_dim
+    return MultiExpertConvNet(
+        in_channels=_positive_int(name, "in_channels", in_channels),
+        num_experts=_positive_int(name, "num_experts", num_experts),
+        shared=widths[:split],
+        expert_channels=own,
+        expert_dim=_positive_int(name, "expert_dim", dim),
+        image_size=_positive_int(name, "image_size", image_size),
     )
 
 
@@ -202,6 +315,7 @@ class MultiExpertImageNetResNet(MultiExpertBackbone):
             nn.Sequential(
                 _torchvision_stage(block, 128 * e, p3, layers[2], 2, **stage),
                 _torchvision_stage(block, p3 * e, p4, layers[3], 2, **stage),
+                *_pooled(),
             )
             for _ in range(num_experts)
         )
