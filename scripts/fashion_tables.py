@@ -56,7 +56,15 @@ FASHION_LT_ROWS = [
     ("kps_ga", "KPS-GA"),
     ("vs_tla_adrw", "VS + TLA + ADRW"),
     ("crt", "cRT"),
+    ("ride", "RIDE (3 experts, `backbone=ride_convnet`)"),
+    ("cri_ppw_ride", "CRI + PPW + RIDE (4 experts, `backbone=ride_convnet`)"),
+    ("ce_posthoc_la_tau1", "CE + post-hoc LA (τ = 1; the CE runs)"),
+    ("ce_posthoc_tau_norm_tau1", "CE + τ-norm (τ = 1, bias kept; the CE runs)"),
+    ("ce_posthoc_tau_norm_nobias_tau1", "CE + τ-norm (τ = 1, bias dropped; the CE runs)"),
 ]
+# scripts/fashion_posthoc.py: adjustment -> label of the sweep table's columns
+POSTHOC = {"la": "post-hoc LA", "tau_norm": "τ-norm, bias kept", "tau_norm_nobias": "τ-norm, bias dropped"}
+POSTHOC_TAUS = ("0", "0.5", "1", "1.5", "2")
 LT_METRICS = ("balanced_acc", "many", "medium", "few", "gmean")
 START, END = "<!-- fashion-tables:start -->", "<!-- fashion-tables:end -->"
 
@@ -165,6 +173,20 @@ def fashion_lt_table(results: Path) -> str:
     return "\n".join(lines)
 
 
+def posthoc_sweep_table(results: Path) -> str:
+    """Balanced accuracy of every post-hoc tau on test (no validation split, so for reference: no tau is
+    selected on these figures)."""
+    root = results / "fashion_lt"
+    lines = ["| τ | " + " | ".join(POSTHOC.values()) + " |", "|---:|" + "---:|" * len(POSTHOC)]
+    for tau in POSTHOC_TAUS:
+        cells = [
+            fmt(values(root / f"ce_posthoc_{a}_tau{tau}" / "all", "test_last", "balanced_acc"))
+            for a in POSTHOC
+        ]
+        lines.append(f"| {tau} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def render(results: Path) -> str:
     return "\n".join(
         [
@@ -175,6 +197,10 @@ def render(results: Path) -> str:
             "##### Fashion-MNIST-LT, exp IF 100 (final epoch, %)",
             "",
             fashion_lt_table(results),
+            "",
+            "##### Post-hoc adjustments of the CE runs, every τ (test balanced accuracy, %; for reference)",
+            "",
+            posthoc_sweep_table(results),
         ]
     )
 

@@ -43,14 +43,17 @@ class Job:
 
 
 def jobs_of(spec: dict, only: set[str] | None, rows: set[str] | None = None) -> list[Job]:
-    """Every job of the spec (of the named tables and rows), seed-major so that each row gets its first seed early."""
+    """Every job of the named tables and rows, seed-major so that each row gets its first seed early."""
     jobs = []
     for table, t in spec.items():
         if only and table not in only:
             continue
         unknown = (rows or set()) - set(t["rows"]) if only else set()
         if unknown:
-            raise SystemExit(f"error: --rows {','.join(sorted(unknown))} not in table {table}; its rows: {', '.join(t['rows'])}")
+            raise SystemExit(
+                f"error: --rows {','.join(sorted(unknown))} not in table {table}; "
+                f"its rows: {', '.join(t['rows'])}"
+            )
         key, values = t.get("sweep", {}).get("key"), t.get("sweep", {}).get("values", [None])
         for seed, value, (row, row_overrides) in itertools.product(t["seeds"], values, t["rows"].items()):
             if rows and row not in rows:
@@ -114,8 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print the jobs and whether each is done")
     args = parser.parse_args(argv)
     spec = yaml.safe_load(args.spec.read_text())
-    jobs = jobs_of(spec, set(args.only.split(",")) if args.only else None,
-                   set(args.rows.split(",")) if args.rows else None)
+    jobs = jobs_of(
+        spec,
+        set(args.only.split(",")) if args.only else None,
+        set(args.rows.split(",")) if args.rows else None,
+    )
     if args.list:
         for job in jobs:
             state = "done" if (args.results / job.name / "summary.json").exists() else "todo"
