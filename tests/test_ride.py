@@ -150,6 +150,25 @@ def test_ride_convnet_is_convnet_split_as_ride_splits_a_network():
         one(torch.randn(1, 1, 32, 32))
 
 
+def test_evaluation_scales_the_experts_cosines_as_one_cosine_head_and_returns_the_ensemble_outputs():
+    """Figures (NLL, ECE) come from s x cos, as for a single cosine head; test_step hands the ensemble's
+    logits, the features and the targets to callbacks (lt_bench.eval's save= and posthoc=)."""
+    torch.manual_seed(0)
+    module = _module("method=ride", "backbone.num_experts=3").eval()
+    x, y = torch.randn(6, 1, 28, 28), torch.tensor([0, 1, 2, 3, 4, 5])
+    with torch.no_grad():
+        out = module.test_step((x, y), 0)
+        cosines = module.expert_logits(x)
+    assert module.logit_scale == module.loss_fn.s == 30.0  # LDAM's s
+    assert cosines.abs().max() <= 1 + 1e-6
+    assert torch.allclose(out["logits"], 30.0 * cosines.mean(0), atol=1e-5)
+    assert out["features"].shape == (6, 144) and torch.equal(out["targets"], y)
+    result = module.test_metrics.compute()
+    assert result["nll"] == pytest.approx(float(F.cross_entropy(out["logits"], y)), rel=1e-5)
+    expert = module.expert_test_metrics[1].compute()
+    assert expert["nll"] == pytest.approx(float(F.cross_entropy(30.0 * cosines[1], y)), rel=1e-5)
+
+
 @pytest.mark.parametrize("name", ["ride_resnet32", "ride_resnet50", "ride_convnet"])
 def test_experts_share_no_parameter_beyond_the_shared_stages(name):
     module = _module("method=ride", f"backbone={name}", "backbone.num_experts=3")
@@ -364,6 +383,14 @@ def test_ride_end_to_end_with_the_drw_switch_and_model_selection(run_dir):
     ):
         assert key in header, key
     assert summary["config"]["schedule"]["e0"] == 2
+    # the eval entry point: the run's figures again, its outputs saved, the post-hoc LA swept
+    from tests.test_eval import evaluate_in_process
+
+    evaluated = evaluate_in_process(run_dir.parent, f"ckpt={run_dir}", "save=[logits]", "posthoc.la=[0,1]")
+    assert evaluated["test"]["balanced_acc"] == summary["test"]["balanced_acc"]
+    assert evaluated["test"]["nll"] == pytest.approx(summary["test"]["nll"], rel=1e-6)
+    la0 = evaluated["posthoc"]["la"]["rows"][0]["test"]
+    assert la0["balanced_acc"] == pytest.approx(summary["test"]["balanced_acc"], abs=1e-9)
 
 
 class Killed(Exception):

@@ -41,6 +41,7 @@ from lt_bench.methods.base import LongTailModule
 from lt_bench.methods.registry import METHODS
 from lt_bench.metrics import LongTailMetrics, scalar_metrics
 from lt_bench.models import build_backbone, build_head
+from lt_bench.models.heads import CosineHead
 from lt_bench.models.ride import ExpertHeads
 from lt_bench.schedules import Schedule
 
@@ -137,7 +138,10 @@ class RIDEMethod(LongTailModule):
     # -- forward -------------------------------------------------------------------------------------
     def expert_logits(self, x: Tensor) -> Tensor:
         """``[E, B, C]``: every expert's head outputs, in float32 (the backbone may run in bfloat16)."""
-        features = self.embed(x)
+        return self.expert_logits_of(self.embed(x))
+
+    def expert_logits_of(self, features: Tensor) -> Tensor:
+        """``[E, B, C]`` from the backbone's ``features``."""
         with torch.autocast(features.device.type, enabled=False):
             return self.head.expert_logits(features.float())
 
@@ -178,21 +182,34 @@ class RIDEMethod(LongTailModule):
         self._epoch_terms, self._epoch_term_samples = None, 0
 
     # -- evaluation --------------------------------------------------------------------------------
+    @property
+    def logit_scale(self) -> float:
+        """The base class's factor for one cosine head, for every expert's: the experts' heads are alike."""
+        if not isinstance(self.head.heads[0], CosineHead):
+            return 1.0
+        return float(getattr(self.loss_fn, "s", 1.0))
+
     def _eval_experts(
         self, batch: tuple[Tensor, Tensor], ensemble: LongTailMetrics, experts: nn.ModuleList
-    ) -> None:
+    ) -> dict[str, Tensor]:
+        """Figures of the ensemble (the module's forward: the experts' mean) and of each expert, from
+        logits scaled as the base class scales one head's; returns the ensemble's outputs for callbacks
+        (lt_bench.eval's save= and posthoc=), features being every expert's side by side."""
         x, y = batch
-        logits = self.expert_logits(x)
-        predict = self.loss_fn.predict
-        ensemble.update(predict(logits.mean(0)), y)  # the module's forward: the experts' mean
+        features = self.embed(x)
+        logits = self.expert_logits_of(features)
+        scale, predict = self.logit_scale, self.loss_fn.predict
+        mean = predict(logits.mean(0)) * scale
+        ensemble.update(mean, y)
         for metric, z in zip(experts, logits, strict=True):
-            metric.update(predict(z), y)
+            metric.update(predict(z) * scale, y)
+        return {"features": features, "logits": mean, "targets": y}
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._eval_experts(batch, self.val_metrics, self.expert_val_metrics)
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._eval_experts(batch, self.test_metrics, self.expert_test_metrics)
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._eval_experts(batch, self.test_metrics, self.expert_test_metrics)
 
     def _finish_experts(self, experts: nn.ModuleList, prefix: str) -> list[dict[str, Any]]:
         results = []
