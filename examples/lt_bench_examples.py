@@ -8,6 +8,9 @@ Run them with (from any directory; examples/ on PYTHONPATH, its conf/ on Hydra's
 - ``loss=poly1``: Poly-1 (Leng et al., "PolyLoss", ICLR 2022), ``CE + epsilon (1 - p_y)``.
 - ``dataset=npz_example``: any ``.npz`` with ``train_images`` [N, C, H, W] or [N, H, W] uint8,
   ``train_labels`` [N], ``test_images``, ``test_labels``; the long-tail profile is applied on top.
+- ``+posthoc.tau_norm_nobias=[...]`` (``python -m lt_bench.eval ckpt=RUN plugins=[lt_bench_examples] ...``):
+  tau-normalisation with the head's bias dropped, as Kang et al.'s released notebook computes it
+  (``features @ (w / ||w||^tau).T``); lt_bench's ``tau_norm`` keeps the bias so that tau = 0 is the model.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from torch import Tensor
 from lt_bench.data.sources import SOURCES, ImageSource, TensorSplit
 from lt_bench.errors import DataError
 from lt_bench.losses.base import LOSSES, LogitLoss, Real
+from lt_bench.posthoc import POSTHOC, Outputs, adjustment, tau_normalised_logits
 
 
 @LOSSES.register("poly1")
@@ -61,3 +65,11 @@ def load_npz(path: str) -> ImageSource:
     std = tuple(scaled.std(dim=dims).clamp_min(1e-3).tolist())
     num_classes = int(max(train.labels.max(), test.labels.max())) + 1
     return ImageSource(train=train, test=test, num_classes=num_classes, mean=mean, std=std)
+
+
+@POSTHOC.register("tau_norm_nobias")
+@adjustment(needs=("features", "head_weight"), heads=("linear",))
+def tau_norm_without_bias(outputs: Outputs, tau: float) -> Tensor:
+    """``f . w_j / ||w_j||^tau`` (no bias), scaled as the model's logits are."""
+    logits = tau_normalised_logits(outputs.features, outputs.head_weight, None, tau)
+    return logits * outputs.logit_scale

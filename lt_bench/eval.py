@@ -47,7 +47,7 @@ from lt_bench.errors import ConfigError, one_line_errors
 from lt_bench.methods.base import CLASS_COUNTS_KEY
 from lt_bench.models.heads import CosineHead, PrototypeHead
 from lt_bench.outputs import format_result, print_table, write_run_outputs
-from lt_bench.posthoc import ADJUSTMENTS, SAVABLE, Outputs, check_head, check_sweep, save_outputs, sweep
+from lt_bench.posthoc import SAVABLE, Outputs, check_head, check_sweep, save_outputs, sweep
 from lt_bench.registry import import_plugins
 from lt_bench.train import _quiet_lightning, build_run, build_trainer, run_dir_of
 
@@ -70,6 +70,8 @@ CONFIG_GROUPS = (
 
 @dataclass
 class PosthocConfig:
+    """The built-in adjustments' taus; a plugin's adjustment adds its own key (``+posthoc.NAME=[...]``)."""
+
     la: list[float] = field(default_factory=list)  # taus of z - tau log pi
     tau_norm: list[float] = field(default_factory=list)  # taus of w / ||w||^tau
     select_by: str = "balanced_acc"
@@ -302,11 +304,11 @@ def check_request(cfg: DictConfig) -> None:
         raise ConfigError(
             f"save={list(cfg.save)}: {', '.join(unknown)} unknown; save a subset of {list(SAVABLE)}"
         )
-    check_sweep(posthoc_taus(cfg), cfg.posthoc.select_by)
 
 
 def posthoc_taus(cfg: DictConfig) -> dict[str, list[float]]:
-    return {a: [float(t) for t in cfg.posthoc[a]] for a in ADJUSTMENTS if cfg.posthoc[a]}
+    """``{adjustment: taus}`` of every ``posthoc.`` list given (every key but ``select_by``)."""
+    return {a: [float(t) for t in v] for a, v in cfg.posthoc.items() if a != "select_by" and v}
 
 
 def evaluate(cfg: DictConfig, overrides: Sequence[str], run_dir: Path) -> dict[str, Any]:
@@ -318,6 +320,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str], run_dir: Path) -> dict[s
     run_cfg = apply_overrides(stored_config(checkpoint, ckpt), cfg, overrides)
     run_cfg.ckpt_path = None
     import_plugins(run_cfg.get("plugins") or [])
+    check_sweep(posthoc_taus(cfg), cfg.posthoc.select_by)  # a plugin's adjustment is known from here
     validate(run_cfg)
     _quiet_lightning()
     L.seed_everything(run_cfg.seed, workers=True, verbose=False)
@@ -401,9 +404,7 @@ def posthoc_rows(report: dict[str, Any], split: str) -> list[tuple[str, dict[str
     """One (label, figures on ``split``) per adjustment and tau; the selected tau is marked."""
     rows = []
     on, select_by = report["selected_on"], report["select_by"]
-    for adjustment in ADJUSTMENTS:
-        if adjustment not in report:
-            continue
+    for adjustment in (k for k in report if k not in ("select_by", "selected_on")):
         chosen = report[adjustment]["selected_tau"]
         for row in report[adjustment]["rows"]:
             label = f"{adjustment} tau={row['tau']:g}"

@@ -11,6 +11,10 @@
   gives the same cosines, and a prototype head scores by distance to class centres; both are refused
   with one line (use the logit adjustment there).
 
+Adjustments live in the :data:`POSTHOC` registry, so a user's module (``plugins=[...]``) adds its own:
+a function ``(outputs, tau) -> logits`` marked with :func:`adjustment` (what it needs from the outputs and
+the heads it is defined for), swept with ``+posthoc.NAME=[...]`` like the built-ins.
+
 Each adjustment is swept over a list of ``tau``; the tau is chosen on the validation split when the run
 has one (never on the test split), by ``select_by`` (balanced accuracy by default; ECE and NLL are
 minimised), ties going to the earlier value of the list.
@@ -38,8 +42,8 @@ from torch import Tensor
 
 from lt_bench.errors import ConfigError, DataError
 from lt_bench.metrics import LOWER_IS_BETTER, SCALAR_KEYS, LongTailMetrics, scalar_metrics
+from lt_bench.registry import Registry
 
-ADJUSTMENTS = ("la", "tau_norm")
 SAVABLE = ("logits", "features")
 
 
@@ -140,40 +144,92 @@ def load_outputs(path: Path) -> Outputs:
     )
 
 
-# -- applying an adjustment ---------------------------------------------------------------------------------
-def check_head(adjustment: str, head: str) -> None:
-    """ConfigError, in one line, when ``adjustment`` is not defined for a head of kind ``head``."""
-    if adjustment not in ADJUSTMENTS:
-        raise ConfigError(f"posthoc.{adjustment} is not an adjustment; choose from: {', '.join(ADJUSTMENTS)}")
-    if adjustment == "la" or head == "linear":
-        return
-    why = {
+# -- the adjustments ----------------------------------------------------------------------------------------
+Adjust = Callable[["Outputs", float], Tensor]
+POSTHOC: Registry[Adjust] = Registry("posthoc")
+# what each ``needs`` entry is called in a message, and how to get it saved
+_NEEDS = {
+    "logits": "the logits (save=[logits])",
+    "features": "the features (save=[features])",
+    "head_weight": "the head's weights (a linear head)",
+}
+
+
+def adjustment(
+    needs: Sequence[str] = ("logits",),
+    heads: Sequence[str] | None = None,
+    why_not: Mapping[str, str] | None = None,
+) -> Callable[[Adjust], Adjust]:
+    """Marks ``fn(outputs, tau) -> logits`` as a post-hoc adjustment (register it in :data:`POSTHOC`).
+
+    ``needs``: the :class:`Outputs` fields it reads; ``heads``: the head kinds it is defined for (None:
+    every head); ``why_not``: head kind -> why it is undefined there (the refusal's reason)."""
+
+    def mark(fn: Adjust) -> Adjust:
+        fn.needs, fn.heads, fn.why_not = tuple(needs), heads, dict(why_not or {})  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+@POSTHOC.register("la")
+@adjustment(needs=("logits",))
+def _logit_adjustment(outputs: Outputs, tau: float) -> Tensor:
+    assert outputs.logits is not None
+    return logit_adjusted(outputs.logits, outputs.class_counts, tau)
+
+
+@POSTHOC.register("tau_norm")
+@adjustment(
+    needs=("features", "head_weight"),
+    heads=("linear",),
+    why_not={
         "cosine": "a cosine head already divides every class weight by its norm in its forward, so "
         "w_j / ||w_j||^tau gives the same cosines for every tau",
         "prototype": "a prototype head scores by distance to class centres, which have no classifier-weight "
         "norm to rescale",
-    }.get(head, f"the model's head ({head}) is not a linear layer")
-    raise ConfigError(f"posthoc.tau_norm needs a linear head: {why}; use posthoc.la instead")
-
-
-def check_applicable(adjustment: str, outputs: Outputs) -> None:
-    """ConfigError, in one line, when ``adjustment`` cannot be computed from ``outputs``."""
-    check_head(adjustment, outputs.head)
-    if adjustment == "la" and outputs.logits is None:
-        raise ConfigError("posthoc.la needs the logits; these outputs hold none (save them: save=[logits])")
-    if adjustment == "tau_norm" and (outputs.features is None or outputs.head_weight is None):
-        raise ConfigError("posthoc.tau_norm needs the features and the head's weights (save=[features])")
-
-
-def adjusted_logits(adjustment: str, outputs: Outputs, tau: float) -> Tensor:
-    """The logits of ``outputs`` after ``adjustment`` at ``tau`` (float64)."""
-    check_applicable(adjustment, outputs)
-    if adjustment == "la":
-        assert outputs.logits is not None
-        return logit_adjusted(outputs.logits, outputs.class_counts, tau)
+    },
+)
+def _tau_norm(outputs: Outputs, tau: float) -> Tensor:
     assert outputs.features is not None and outputs.head_weight is not None
     logits = tau_normalised_logits(outputs.features, outputs.head_weight, outputs.head_bias, tau)
     return logits * outputs.logit_scale
+
+
+def check_head(name: str, head: str) -> None:
+    """ConfigError, in one line, when adjustment ``name`` is unknown or not defined for a head of kind
+    ``head``."""
+    if name not in POSTHOC:
+        raise ConfigError(
+            f"posthoc.{name} is not an adjustment; choose from: {', '.join(POSTHOC.names())} "
+            "(your own: register it in lt_bench.posthoc.POSTHOC and list its module in plugins=[...])"
+        )
+    fn = POSTHOC.get(name)
+    if fn.heads is None or head in fn.heads:
+        return
+    why = fn.why_not.get(head, f"the model's head ({head}) is not one of {', '.join(fn.heads)}")
+    alternatives = [n for n in POSTHOC.names() if POSTHOC.get(n).heads is None]
+    raise ConfigError(
+        f"posthoc.{name} needs a {' or '.join(fn.heads)} head: {why}; use posthoc.{alternatives[0]} instead"
+        if alternatives
+        else f"posthoc.{name} needs a {' or '.join(fn.heads)} head: {why}"
+    )
+
+
+def check_applicable(name: str, outputs: Outputs) -> None:
+    """ConfigError, in one line, when adjustment ``name`` cannot be computed from ``outputs``."""
+    check_head(name, outputs.head)
+    missing = [n for n in POSTHOC.get(name).needs if getattr(outputs, n) is None]
+    if missing:
+        raise ConfigError(
+            f"posthoc.{name} needs {' and '.join(_NEEDS.get(n, n) for n in missing)}; these outputs hold none"
+        )
+
+
+def adjusted_logits(name: str, outputs: Outputs, tau: float) -> Tensor:
+    """The logits of ``outputs`` after adjustment ``name`` at ``tau`` (float64 for the built-ins)."""
+    check_applicable(name, outputs)
+    return POSTHOC.get(name)(outputs, tau)
 
 
 def evaluate_adjusted(
@@ -212,9 +268,10 @@ def choose(values: Sequence[float | None], select_by: str) -> int | None:
 
 def check_sweep(taus: Mapping[str, Sequence[float]], select_by: str) -> None:
     for adjustment, values in taus.items():
-        if adjustment not in ADJUSTMENTS:
+        if adjustment not in POSTHOC:
             raise ConfigError(
-                f"posthoc.{adjustment}: not an adjustment; choose from: {', '.join(ADJUSTMENTS)}"
+                f"posthoc.{adjustment}: not an adjustment; choose from: {', '.join(POSTHOC.names())} "
+                "(your own: register it in lt_bench.posthoc.POSTHOC and list its module in plugins=[...])"
             )
         bad = [v for v in values if not isinstance(v, int | float) or not math.isfinite(v)]
         if bad:

@@ -84,3 +84,49 @@ def test_poly1_by_hand():
     # two equal logits: p_y = 1/2, CE = ln 2; Poly-1 adds epsilon (1 - 1/2)
     loss = Poly1Loss([1, 1], epsilon=1.0)(torch.zeros(1, 2, dtype=torch.float64), torch.tensor([0]))
     assert loss.item() == pytest.approx(math.log(2) + 0.5)
+
+
+def test_plugin_posthoc_adjustment_is_swept_like_the_built_ins():
+    """examples' ``tau_norm_nobias``, registered from the user's module: hand-computed logits, swept by
+    name through ``+posthoc.NAME=[...]``, and refused for a cosine head with the registry's one line."""
+    from lt_bench.errors import ConfigError
+    from lt_bench.metrics import LongTailMetrics
+    from lt_bench.posthoc import POSTHOC, Outputs, check_head, sweep
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import lt_bench_examples  # noqa: F401 - registers the adjustment
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    assert "tau_norm_nobias" in POSTHOC
+    # f = (1, 1), w_0 = (3, 4) (norm 5), w_1 = (0, 1), b = (0, 0.5): without the bias, at tau = 1,
+    # (7/5, 1) -> class 0; the built-in tau_norm keeps b and gives (1.4, 1.5) -> class 1
+    weight, bias = torch.tensor([[3.0, 4.0], [0.0, 1.0]]), torch.tensor([0.0, 0.5])
+    outputs = Outputs(
+        torch.tensor([[7.0, 1.5]]),
+        torch.tensor([1]),
+        torch.arange(1),
+        [3, 1],
+        features=torch.ones(1, 2),
+        head="linear",
+        head_weight=weight,
+        head_bias=bias,
+    )
+    assert POSTHOC.get("tau_norm_nobias")(outputs, 1.0).tolist()[0] == pytest.approx([1.4, 1.0])
+
+    def metric():
+        return LongTailMetrics(2, [3, 1], many_threshold=2, few_threshold=2)
+
+    report = sweep({"test": outputs}, {"tau_norm_nobias": [1], "tau_norm": [1]}, metric)
+    assert report["tau_norm_nobias"]["rows"][0]["test"]["top1"] == 0.0
+    assert report["tau_norm"]["rows"][0]["test"]["top1"] == 1.0
+    with pytest.raises(ConfigError, match=r"posthoc.tau_norm_nobias needs a linear head.*posthoc.la"):
+        check_head("tau_norm_nobias", "cosine")
+    with pytest.raises(ConfigError, match="register it in lt_bench.posthoc.POSTHOC"):
+        check_head("bogus", "linear")
+
+    from lt_bench.eval import posthoc_taus
+    from tests.test_eval import compose_eval
+
+    cfg = compose_eval("ckpt=x", "+posthoc.tau_norm_nobias=[0,1]", "posthoc.la=[1]")
+    assert posthoc_taus(cfg) == {"la": [1.0], "tau_norm_nobias": [0.0, 1.0]}
