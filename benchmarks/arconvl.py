@@ -21,6 +21,7 @@ from benchmarks.common import (
     Settings,
     compose,
     paired_ratio,
+    run_alone,
     synthetic_data_overrides,
     timed_fit,
     trainer_overrides,
@@ -87,21 +88,7 @@ def report_arconvl(s: Settings, seconds: dict[str, list[float]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import tempfile
-
-    import torch
-
-    from benchmarks.bench import parse_args
-    from benchmarks.common import machine
-    from lt_bench.train import _quiet_lightning
-
-    s = parse_args(argv)
-    _quiet_lightning()
-    torch.set_float32_matmul_precision("high")  # as lt_bench.train does
-    print(f"lt_bench bench: {machine(s.device)}")
-    print(f"per variant and round {s.warmup} warm-up + {s.steps} timed steps; {s.rounds} rounds")
-    with tempfile.TemporaryDirectory(prefix="lt_bench_arconvl_") as tmp:
-        report_arconvl(s, arconvl_steps(s, Path(tmp)))
+    run_alone(argv, "arconvl", lambda s, tmp: report_arconvl(s, arconvl_steps(s, tmp)))
 
 
 if __name__ == "__main__":

@@ -164,3 +164,19 @@ def timed_fit(s: Settings, cfg: DictConfig, datamodule, run_dir: Path) -> float:
     if math.isnan(window.seconds):
         raise RuntimeError("lt_bench stopped before the last timed step")
     return window.seconds
+
+
+def run_alone(argv: list[str] | None, name: str, section: Callable[[Settings, Path], None]) -> None:
+    """``python -m benchmarks.NAME``: one section with ``make bench``'s options, in a scratch folder."""
+    import tempfile
+
+    from benchmarks.bench import parse_args
+    from lt_bench.train import _quiet_lightning
+
+    s = parse_args(argv)
+    _quiet_lightning()
+    torch.set_float32_matmul_precision("high")  # as lt_bench.train does
+    print(f"lt_bench bench: {machine(s.device)}")
+    print(f"per variant and round {s.warmup} warm-up + {s.steps} timed steps; {s.rounds} rounds")
+    with tempfile.TemporaryDirectory(prefix=f"lt_bench_{name}_") as tmp:
+        section(s, Path(tmp))
