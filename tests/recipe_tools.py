@@ -21,6 +21,8 @@ from lt_bench.optim import build_optimizer, lr_factor
 from lt_bench.schedules import Schedule, schedule_of
 from tests.helpers import make_config
 
+# the four CIFAR sets every CIFAR recipe runs on (dataset=...)
+CIFAR = ("cifar10_lt", "cifar10_step", "cifar100_lt", "cifar100_step")
 # training pool per class of the balanced sources the CIFAR recipes profile
 POOL = {"cifar10": [5000] * 10, "cifar100": [500] * 100}
 

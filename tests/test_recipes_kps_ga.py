@@ -9,6 +9,7 @@ import torch
 from lt_bench.data.datamodule import LongTailDataModule
 from tests.helpers import make_config
 from tests.recipe_tools import (
+    CIFAR,
     assert_lr,
     assert_weights,
     counts,
@@ -17,8 +18,6 @@ from tests.recipe_tools import (
     recipe,
     schedule,
 )
-
-CIFAR = ("cifar10_lt", "cifar10_step", "cifar100_lt", "cifar100_step")
 
 # Keke921/KPSLoss cifar_train.py adjust_learning_rate (1-based E): lr * E / 5 for E <= 5, lr * 0.1 for
 # E > 160, lr * 0.01 for E > 180; argparse default lr 0.1. Keys: 0-based epochs.

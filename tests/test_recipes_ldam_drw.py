@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.recipe_tools import (
+    CIFAR,
     assert_lr,
     assert_weights,
     cb_weights,
@@ -15,8 +16,6 @@ from tests.recipe_tools import (
     recipe,
     schedule,
 )
-
-CIFAR = ("cifar10_lt", "cifar10_step", "cifar100_lt", "cifar100_step")
 
 # kaidic/LDAM-DRW cifar_train.py adjust_learning_rate (1-based E = epoch + 1): lr * E / 5 for E <= 5,
 # lr * 0.01 for E > 160, lr * 0.0001 for E > 180; argparse default lr 0.1. Keys: 0-based epochs.

@@ -27,6 +27,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from lt_bench.config import register
+from tests.recipe_tools import CIFAR
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "lt_bench" / "conf"
@@ -36,7 +37,6 @@ UPDATE = os.environ.get("LT_BENCH_UPDATE_SNAPSHOT", "") not in ("", "0")
 # dotted keys left out of the comparison (none: every resolved value counts)
 EXCLUDE: tuple[str, ...] = ()
 
-CIFAR = ("cifar10_lt", "cifar10_step", "cifar100_lt", "cifar100_step")
 VS_SETTINGS = [f"{d}_if{q}" for d in CIFAR for q in (10, 100)]
 
 RECIPES: dict[str, list[str]] = {
