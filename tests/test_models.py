@@ -196,6 +196,7 @@ def test_unknown_names_and_parameters_are_config_errors():
         "ride_resnet10",
         "ride_resnet50",
         "ride_resnext50_32x4d",
+        "ride_convnet",
     }
     assert set(HEADS) == {"linear", "cosine", "prototype"}
     with pytest.raises(ConfigError, match="resnet32"):
