@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from lt_bench.errors import explained_write_errors
+
 
 def current_umask() -> int:
     """The process umask, read without changing it where Linux allows (``os.umask`` can only be read by
@@ -33,18 +35,20 @@ def atomic_write(path: Path, write: Callable[[IO[Any]], None], binary: bool = Fa
     """``write(f)`` into a temporary file beside ``path``, fsync, then rename over it.
 
     ``os.replace`` within one folder is atomic, so ``path`` holds either its previous content or the new
-    one, never a truncated file; the file gets the mode ``open`` would give it (``0666 & ~umask``).
+    one, never a truncated file; the file gets the mode ``open`` would give it (``0666 & ~umask``). A full
+    device or a read-only folder leaves as one line naming ``path`` (:func:`explained_write_errors`).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~current_umask())
-        with os.fdopen(fd, "wb" if binary else "w") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with explained_write_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, 0o666 & ~current_umask())
+            with os.fdopen(fd, "wb" if binary else "w") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise

@@ -5,8 +5,12 @@ Signals (SIGTERM pauses a run) are :mod:`lt_bench.signals`.
 What a resumed run needs and where it comes from:
 
 - weights, BatchNorm statistics, persistent buffers (PHASE's ``stage2_entered`` and MSR
-  ``sample_weights``), optimizer (SGD/SAM momentum, per-group LR and weight decay), LR scheduler, loop
-  progress and ModelCheckpoint's best-so-far: Lightning's own checkpoint.
+  ``sample_weights``), optimizer (SGD/SAM momentum, per-group LR and weight decay), LR scheduler and loop
+  progress: Lightning's own checkpoint.
+- the best model so far (score, epoch, file): :class:`BestCheckpoint`'s state, by file name, so it holds in
+  whichever run directory the checkpoint is resumed in (:func:`prepare_checkpoint_dir` brings the file).
+- the running training loss of an epoch a SIGTERM interrupted, and that epoch's logged schedule values:
+  :class:`EpochInProgress`.
 - epoch order, crops, mixing lambdas: counters of ``(seed, epoch, step)``, nothing to save.
 - position inside an epoch (in-memory data): :class:`lt_bench.data.memory.TrainLoader`'s ``state_dict``,
   which Lightning stores with the loop state.
@@ -16,8 +20,10 @@ What a resumed run needs and where it comes from:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import random
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,14 +33,23 @@ import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.trainer.states import TrainerFn
+from omegaconf import OmegaConf
 
 from lt_bench.atomic import atomic_write
-from lt_bench.config import flatten_config
+from lt_bench.config import flatten_config, is_operational
 from lt_bench.errors import ConfigError
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
+BEST_GLOB = "best-*.ckpt"
+# what atomic_write leaves when a kill stops it between creating its temporary file and the rename
+TEMPORARY_GLOB = ".*.ckpt.*.tmp"
+OUTPUT_TEMPORARY_GLOB = ".*.tmp"  # the same, of the run directory's own files (summary.json, confusion_*.npy)
+# where checkpoints record the model's input (a ResNet's weights fit any image size, so shapes cannot tell)
+INPUTS_KEY = "lt_bench_inputs"
 
 
 def last_checkpoint(run_dir: Path) -> Path:
@@ -86,28 +101,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-# keys that change how a run is executed or reported, not what it computes: a resume may change them
-OPERATIONAL_KEYS = (
-    "ckpt_path",
-    "print_table",
-    "logger.",
-    "dataset.root",
-    "dataset.split_dir",
-    "dataset.num_workers",
-    "trainer.accelerator",
-    "trainer.devices",
-    "trainer.strategy",
-    "trainer.enable_progress_bar",
-    "trainer.log_every_n_steps",
-    "trainer.channels_last",
-    "trainer.compile",
-)
-
-
 def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """``key: saved -> current`` for every setting that differs, operational keys aside."""
+    """``key: saved -> current`` for every setting that differs, execution-only keys aside (a resume may
+    change those: :data:`lt_bench.config.OPERATIONAL_KEYS`)."""
     old, new = flatten_config(saved), flatten_config(current)
-    keys = sorted(k for k in old.keys() | new.keys() if not k.startswith(OPERATIONAL_KEYS))
+    keys = sorted(k for k in old.keys() | new.keys() if not is_operational(k))
     return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k)]
 
 
@@ -128,6 +126,9 @@ class ResumeState(L.Callback):
     def state_dict(self) -> dict[str, Any]:
         return {"rng": rng_state(), "config": self.config}
 
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        checkpoint[INPUTS_KEY] = model_inputs(pl_module)
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         set_rng_state(state_dict["rng"])
         changes = config_changes(state_dict.get("config", {}), self.config)
@@ -139,35 +140,110 @@ class ResumeState(L.Callback):
             )
 
 
-def keep_logged_metrics(logger: Any, run_dir: Path) -> None:
-    """A run resumed in its own directory keeps the ``metrics.csv`` rows logged before the interruption.
+# -- metrics.csv ------------------------------------------------------------------------------------------
+class _KeptRowsWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that it never deletes ``metrics.csv`` and rewrites it atomically.
 
-    Lightning's CSV logger deletes an existing ``metrics.csv`` when it starts; the rows are read first
-    and written back at once, ahead of the resumed run's.
+    Lightning's writer deletes an existing ``metrics.csv`` when it is created, and rewrites the file in
+    place when a new column appears (the test figures at the end): a kill during either loses the rows
+    logged before it. This one appends to the file, and a rewrite replaces it only once the new content is
+    on disk (:func:`lt_bench.atomic.atomic_write`).
     """
+
+    def __init__(self, log_dir: str, columns: list[str]) -> None:
+        super().__init__(log_dir)
+        self.metrics_keys = sorted(columns)  # the file's header: appended rows follow it
+
+    def _check_log_dir_exists(self) -> None:
+        """Keeps the file (Lightning's deletes it)."""
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        _write_rows(Path(self.metrics_file_path), _read_rows(Path(self.metrics_file_path)), fieldnames)
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_rows(path: Path, rows: list[dict[str, str]], columns: list[str]) -> None:
+    def write(f: Any) -> None:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+    atomic_write(path, write)
+
+
+def keep_logged_metrics(logger: Any, run_dir: Path) -> None:
+    """A run resumed in its own directory keeps the ``metrics.csv`` rows logged before the interruption:
+    the CSV logger appends to the file instead of replacing it (:class:`_KeptRowsWriter`)."""
     path = run_dir / ExperimentWriter.NAME_METRICS_FILE
-    if logger is None or not path.is_file():
+    if not isinstance(logger, CSVLogger) or Path(logger.log_dir) != run_dir or not path.is_file():
         return
     with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    experiment = getattr(logger, "experiment", None)  # CSVLogger: creating it deletes the file
-    if isinstance(experiment, ExperimentWriter) and Path(experiment.metrics_file_path) == path:
-        experiment.metrics[:0] = rows
-        experiment.save()
+        columns = csv.DictReader(f).fieldnames or []
+    logger._experiment = _KeptRowsWriter(logger.log_dir, list(columns))  # what `logger.experiment` returns
+
+
+def forget_logged_metrics(run_dir: Path, from_epoch: int) -> None:
+    """Drop the ``metrics.csv`` rows of epochs ``from_epoch`` on: a kill can leave rows logged after the
+    checkpoint a resume starts from, and the resumed run logs those epochs (and a finished run's test
+    rows, at epoch ``max_epochs``) again."""
+    path = run_dir / ExperimentWriter.NAME_METRICS_FILE
+    if not path.is_file():
+        return
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        rows, columns = list(reader), list(reader.fieldnames or [])
+    kept = [row for row in rows if not row.get("epoch") or int(float(row["epoch"])) < from_epoch]
+    if len(kept) < len(rows):
+        _write_rows(path, kept, columns)
 
 
 # -- ckpt_path= ------------------------------------------------------------------------------------------
+def _looks_like(path: Path) -> str:
+    with path.open("rb") as f:
+        head = f.read(64).lstrip()
+    if head.startswith(b"PK"):
+        return "a truncated or damaged checkpoint"
+    if head[:1] in (b"{", b"["):
+        return "JSON text, not a checkpoint"
+    return "not a PyTorch checkpoint"
+
+
+def read_checkpoint(path: Path, fix: str) -> dict[str, Any]:
+    """The training checkpoint at ``path``, or a one-line error naming the file, what it is instead, and
+    ``fix``. Memory-mapped: the tensors stay on disk, so the check costs little whatever the model."""
+    if path.stat().st_size == 0:
+        raise ConfigError(f"{path} is an empty file, not a checkpoint; {fix}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        raise ConfigError(f"{path} is {_looks_like(path)}; {fix}") from None
+    if not isinstance(checkpoint, dict) or not {"state_dict", "loops", "epoch"} <= checkpoint.keys():
+        kind = type(checkpoint)
+        what = {dict: "a dict without state_dict, loops and epoch"}.get(kind, f"a {kind.__name__}")
+        raise ConfigError(f"{path} holds {what}, not a training checkpoint of lt_bench; {fix}")
+    return checkpoint
+
+
 def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
-    """The checkpoint to start from, or None to start afresh.
+    """The checkpoint to start from, or None to start afresh; a file that is not a readable training
+    checkpoint is refused here, before anything is built.
 
     ``last``: ``<run dir>/checkpoints/last.ckpt``, which must exist; ``auto``: the same when it exists,
-    else start afresh (one command line for a job that a scheduler may requeue); else an existing file.
+    else start afresh (one command line for a job that a scheduler may requeue), and the newest best-model
+    checkpoint when ``last.ckpt`` is unreadable; else an existing file.
     """
     if ckpt_path is None:
         return None
     last = last_checkpoint(run_dir)
+    restart = f"delete it to start the run afresh (ckpt_path=auto then starts over in {run_dir})"
     if ckpt_path == "auto":
-        return str(last) if last.is_file() else None
+        if not last.is_file():
+            return None
+        return str(_last_or_best(last, restart))
     if ckpt_path == "last":
         if not last.is_file():
             raise ConfigError(
@@ -175,16 +251,156 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
                 "point hydra.run.dir=PATH at the directory of the run to continue (it holds checkpoints/), "
                 "pass ckpt_path=PATH/TO/FILE.ckpt, or ckpt_path=auto to start afresh when there is none"
             )
+        read_checkpoint(last, restart)
         return str(last)
-    if not Path(ckpt_path).is_file():
+    path = Path(ckpt_path)
+    if path.is_dir():
+        inside = last_checkpoint(path)
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} is a directory; pass the checkpoint file (e.g. ckpt_path={inside}), "
+            f"or continue that run in place with ckpt_path=last hydra.run.dir={path}"
+        )
+    if not path.is_file():
         raise ConfigError(
             f"ckpt_path={ckpt_path} does not exist; pass a checkpoint file "
             "(e.g. outputs/DATE/TIME/checkpoints/last.ckpt) or ckpt_path=last with hydra.run.dir=RUN_DIR"
         )
+    read_checkpoint(path, "pass a checkpoint python -m lt_bench wrote (RUN_DIR/checkpoints/last.ckpt)")
     return ckpt_path
 
 
+def _last_or_best(last: Path, restart: str) -> Path:
+    """``last.ckpt``, or, when it cannot be read, the newest best-model checkpoint beside it.
+
+    A best checkpoint is a full one (saved after the validation of its epoch), so continuing from it
+    replays the later epochs and ends where the uninterrupted run does; a requeued job then gets on
+    instead of failing on the same file every time.
+    """
+    try:
+        read_checkpoint(last, restart)
+        return last
+    except ConfigError as broken:
+        for best in sorted(last.parent.glob(BEST_GLOB), reverse=True):  # epochs are zero-padded
+            with contextlib.suppress(ConfigError):
+                read_checkpoint(best, restart)
+                print(f"lt_bench: warning: {broken}; continuing from {best} instead", file=sys.stderr)
+                return best
+        raise
+
+
+# keys that fix the network's architecture: a checkpoint resumes only under the same values
+MODEL_KEYS = ("method.name", "backbone.", "loss.head")
+
+
+def check_resumable(checkpoint: dict[str, Any], path: str, model: L.LightningModule, max_epochs: int) -> None:
+    """Refuse, in one line, a checkpoint this run cannot continue: another method, backbone, head, class
+    count or input, a network of other shapes, or more epochs done than ``trainer.max_epochs``."""
+    fix = "resume with the settings it was trained with, or start afresh without ckpt_path"
+    saved = flatten_config(((checkpoint.get("callbacks") or {}).get("ResumeState") or {}).get("config") or {})
+    current = flatten_config(OmegaConf.to_container(model.cfg, resolve=True))
+    if saved:
+        keys = sorted(k for k in saved.keys() | current.keys() if k.startswith(MODEL_KEYS))
+        changed = [
+            f"{k}={saved.get(k)} (this run: {current.get(k)})" for k in keys if saved.get(k) != current.get(k)
+        ]
+        if changed:
+            raise ConfigError(f"ckpt_path={path} was trained with {', '.join(changed)}; {fix}")
+    inputs = checkpoint.get(INPUTS_KEY)
+    if inputs is not None and inputs != model_inputs(model):
+        raise ConfigError(
+            f"ckpt_path={path} was trained on {inputs}, this run has {model_inputs(model)}; {fix}"
+        )
+    ours, theirs = model.state_dict(), checkpoint["state_dict"]
+    differ = [
+        f"{k} {_shape(theirs.get(k))} (this run: {_shape(ours.get(k))})"
+        for k in sorted(ours.keys() | theirs.keys())
+        if _shape(theirs.get(k)) != _shape(ours.get(k))
+    ]
+    if differ:
+        more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+        raise ConfigError(f"ckpt_path={path} holds another network: {'; '.join(differ[:3])}{more}; {fix}")
+    begun = int(checkpoint["epoch"]) + 1
+    if max_epochs < begun:
+        raise ConfigError(
+            f"ckpt_path={path} was saved during epoch {begun - 1} (0-based), which trainer.max_epochs="
+            f"{max_epochs} does not reach; pass trainer.max_epochs={begun} or more (or start afresh without "
+            "ckpt_path)"
+        )
+
+
+def _shape(value: Any) -> str:
+    return "absent" if value is None else str(list(value.shape))
+
+
+def model_inputs(model: L.LightningModule) -> dict[str, int]:
+    info = model.info
+    return {"classes": info.num_classes, "channels": info.in_channels, "image_size": info.image_size}
+
+
+def epochs_done(checkpoint: dict[str, Any]) -> int:
+    """Epochs whose training the checkpoint holds completely (one inside an epoch holds part of one more)."""
+    return int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+
+
+def selected_files(checkpoint: dict[str, Any]) -> set[str]:
+    """The names of the best-model files the checkpoint's :class:`BestCheckpoint` state selects."""
+    names: set[str] = set()
+    for key, state in (checkpoint.get("callbacks") or {}).items():
+        if key.startswith(BestCheckpoint.__name__):
+            names.update(Path(p).name for p in state.get("best_k_models", {}))
+    return names
+
+
+def _copy_of(source: Path) -> Any:
+    def copy(f: Any) -> None:
+        with source.open("rb") as original:
+            shutil.copyfileobj(original, f)
+
+    return copy
+
+
+def prepare_checkpoint_dir(
+    folder: Path, checkpoint: dict[str, Any] | None, resumed_from: Path | None
+) -> None:
+    """Before a run starts writing in ``folder`` (its ``checkpoints/``), resumed from the checkpoint file
+    ``resumed_from`` (None: a fresh start): bring the best-model files the
+    resumed checkpoint selects, and remove what a kill left behind.
+
+    Resumed from another folder (``ckpt_path=PATH`` into a new run directory), the selected files and the
+    checkpoint itself (as ``last.ckpt``) are copied in, so the new run is complete on its own (a requeue
+    with ``ckpt_path=auto`` continues it) and the old one is never touched; resumed in place
+    (a moved run directory included), they must be there. A kill can leave temporary files of
+    :func:`atomic_torch_save` (and of the run directory's files) and best files no checkpoint selects (a
+    best model saved after the ``last.ckpt`` the resume starts from); both go.
+    """
+    selected = selected_files(checkpoint) if checkpoint is not None else set()
+    elsewhere = resumed_from is not None and resumed_from.parent.resolve() != folder.resolve()
+    for name in sorted(selected):
+        source = (resumed_from.parent if elsewhere else folder) / name
+        if not source.is_file():
+            raise ConfigError(
+                f"the checkpoint to resume from selects {name} as the best model so far, but {source} does "
+                "not exist; put it back beside the checkpoint, or start afresh without ckpt_path"
+            )
+        if elsewhere:
+            atomic_write(folder / name, _copy_of(source), binary=True)
+    if elsewhere:  # until the run writes its own (never, when the checkpoint's run had finished)
+        atomic_write(folder / LAST, _copy_of(resumed_from), binary=True)
+    keep = selected | ({resumed_from.name} if resumed_from is not None and not elsewhere else set())
+    for leftover in [
+        *folder.glob(TEMPORARY_GLOB),
+        *folder.glob(BEST_GLOB),
+        *folder.parent.glob(OUTPUT_TEMPORARY_GLOB),
+    ]:
+        if leftover.name not in keep:
+            leftover.unlink(missing_ok=True)
+
+
 # -- model selection -------------------------------------------------------------------------------------
+def _name(path: str) -> str:
+    return Path(path).name if path else ""
+
+
 class BestCheckpoint(ModelCheckpoint):
     """Keeps the epoch with the best ``monitor`` value, the *later* epoch on a tie.
 
@@ -192,7 +408,19 @@ class BestCheckpoint(ModelCheckpoint):
     or two validation images gives G-mean exactly 0, or 1, for many epochs), and the earlier rule then
     selects an epoch-0 model; the later model has trained longer at the same validation score (the ARConvL
     reference code also replaces its best model on ties).
+
+    The selection travels with every checkpoint by file name, not by path: Lightning drops it when the
+    checkpoint folder changes (a resume into a new run directory then picks another epoch), and absolute
+    paths break when a run directory is moved. It is restored against this run's folder.
+
+    A superseded best file is removed only at the next epoch's start (or the end of training), once
+    ``last.ckpt`` selects its successor: removed at once, a kill before ``last.ckpt`` is written would
+    leave a ``last.ckpt`` that selects a deleted file.
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._superseded: list[str] = []
 
     def check_monitor_top_k(self, trainer: L.Trainer, current: torch.Tensor | None = None) -> bool:
         if current is None:
@@ -202,3 +430,82 @@ class BestCheckpoint(ModelCheckpoint):
         at_least_as_good = {"min": torch.le, "max": torch.ge}[self.mode]
         decision = bool(at_least_as_good(current, self.best_k_models[self.kth_best_model_path]))
         return trainer.strategy.reduce_boolean_decision(decision)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update(
+            best_model_path=_name(self.best_model_path),
+            kth_best_model_path=_name(self.kth_best_model_path),
+            best_k_models={_name(p): score for p, score in self.best_k_models.items()},
+            last_model_path="",
+        )
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        here = Path(self.dirpath)
+
+        def at(path: str) -> str:
+            return str(here / Path(path).name) if path else ""
+
+        self.best_model_score = state_dict["best_model_score"]
+        self.best_model_path = at(state_dict["best_model_path"])
+        self.kth_best_model_path = at(state_dict.get("kth_best_model_path", ""))
+        self.kth_value = state_dict.get("kth_value", self.kth_value)
+        self.best_k_models = {at(p): score for p, score in state_dict.get("best_k_models", {}).items()}
+
+    def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        self._superseded.append(filepath)
+
+    def _remove_superseded(self, trainer: L.Trainer) -> None:
+        for path in self._superseded:
+            super()._remove_checkpoint(trainer, path)
+        self._superseded.clear()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._remove_superseded(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        self._remove_superseded(trainer)
+
+
+class LatestCheckpoint(ModelCheckpoint):
+    """``last.ckpt``, rewritten after every training epoch. It selects nothing, so a resume restores none
+    of its state (Lightning's restore warns whenever the run directory is another one)."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        pass
+
+
+# -- an epoch a SIGTERM interrupted ----------------------------------------------------------------------
+# the module's running sums of the epoch's training loss (LongTailModule) and loss terms (ARConvL, RIDE),
+# logged as epoch means at the epoch's end
+RUNNING_SUMS = ("_epoch_loss", "_epoch_samples", "_epoch_terms", "_epoch_term_samples")
+RUNNING_SUMS_KEY = "lt_bench_epoch_sums"
+
+
+class EpochInProgress(L.Callback):
+    """A run resumed inside an epoch logs that epoch's figures as the uninterrupted run does.
+
+    The epoch's ``train/loss`` (and loss terms) are means over all its batches: the running sums of the
+    batches before the interruption travel in the checkpoint. Its ``schedule/*`` values are logged when
+    an epoch starts, which a resumed epoch does not do again in Lightning: they are logged on resuming.
+    """
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        checkpoint[RUNNING_SUMS_KEY] = {
+            k: getattr(pl_module, k) for k in RUNNING_SUMS if hasattr(pl_module, k)
+        }
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if trainer.state.fn != TrainerFn.FITTING:  # testing the best checkpoint continues no epoch
+            return
+        for key, value in (checkpoint.get(RUNNING_SUMS_KEY) or {}).items():
+            setattr(pl_module, key, value.to(pl_module.device) if isinstance(value, torch.Tensor) else value)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.fit_loop.restarted_mid_epoch:
+            return
+        epoch, counts = trainer.current_epoch, pl_module.info.class_counts
+        values = {f"schedule/{k}": float(v) for k, v in pl_module.schedule.values(epoch, counts).items()}
+        pl_module.log_dict(values, on_step=False, on_epoch=True, sync_dist=False)

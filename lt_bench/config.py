@@ -18,12 +18,14 @@ is neither a :class:`DatasetConfig` field nor declared by the chosen ``dataset.s
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from lt_bench.data.profiles import PROFILES
 from lt_bench.data.sources import source_keys
@@ -140,8 +142,36 @@ class Config:
     logger: Any = MISSING
     seed: int = 0
     ckpt_path: str | None = None
+    overwrite: bool = False  # a fresh run may replace the outputs of another run in its directory
     print_table: bool = True
     plugins: list[str] = field(default_factory=list)  # modules imported first (their registrations)
+
+
+# Keys that change how a run is executed or reported, not what it computes: a resume may change them
+# (lt_bench.checkpointing) and the report does not group runs by them (lt_bench.report). An entry ending
+# in "." covers a whole node and the key that picks its option (``logger.`` covers ``logger=wandb``).
+OPERATIONAL_KEYS = (
+    "ckpt_path",
+    "overwrite",
+    "print_table",
+    "hydra.",
+    "logger.",
+    "dataset.root",
+    "dataset.split_dir",
+    "dataset.num_workers",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.strategy",
+    "trainer.enable_progress_bar",
+    "trainer.log_every_n_steps",
+    "trainer.channels_last",
+    "trainer.compile",
+)
+
+
+def is_operational(key: str) -> bool:
+    """Whether the dotted ``key`` is one of :data:`OPERATIONAL_KEYS` or lies under one."""
+    return any(key == k.rstrip(".") or key.startswith(k.rstrip(".") + ".") for k in OPERATIONAL_KEYS)
 
 
 def _epoch_fraction(fraction: str, max_epochs: int) -> int:
@@ -221,6 +251,40 @@ def _typed_nodes() -> tuple[tuple[str, type], ...]:
     )
 
 
+CONF = Path(__file__).resolve().parent / "conf"
+
+# Keys lt_bench.loggers reads with a default although the option's YAML does not set them (docs/sweeps.md
+# adds them with `+logger.tags=[...]`).
+OPTIONAL_KEYS = {("logger", "wandb"): ("tags", "job_type")}
+
+
+def _option_keys(group: str, name: str) -> list[str] | None:
+    """The keys option ``name`` of the open ``group`` has: those its YAML in lt_bench/conf sets (a method's
+    file holds its own keys only, under ``method:``), plus :data:`OPTIONAL_KEYS`. None for an option of a
+    plugin's config path: its builder checks its keys."""
+    path = CONF / group / f"{name}.yaml"
+    if not path.is_file():
+        return None
+    node = OmegaConf.load(path)
+    own = node.get(group) if isinstance(node.get(group), DictConfig) else node
+    return [str(k) for k in own if k != "defaults"] + list(OPTIONAL_KEYS.get((group, name), ()))
+
+
+def _check_option_keys(cfg: DictConfig) -> None:
+    for group in ("method", "logger"):
+        node = cfg.get(group)
+        if not isinstance(node, DictConfig) or "name" not in node:
+            continue
+        known = _option_keys(group, str(node.name))
+        unknown = [] if known is None else [key for key in node if key not in known]
+        if unknown:
+            raise ConfigError(
+                f"{', '.join(f'{group}.{key}' for key in unknown)}: {group}={node.name} has no such key, so "
+                f"nothing would read it (a '+' adds any key, even a misspelt one); its keys are: "
+                f"{', '.join(k for k in known if k != 'name') or 'none'}. Fix the spelling, or remove it"
+            )
+
+
 def _check_typed_keys(cfg: DictConfig) -> None:
     for node, schema in _typed_nodes():
         keys = cfg if not node else cfg[node]
@@ -238,6 +302,73 @@ def _check_typed_keys(cfg: DictConfig) -> None:
 
 
 GRADIENT_CLIP_ALGORITHMS = ("norm", "value")
+
+
+def _devices_ok(devices: Any) -> bool:
+    """What Lightning's ``Trainer(devices=)`` accepts: a count >= 1, -1 (all), "auto", or device indices
+    (a list, or a string such as "0,1")."""
+    if isinstance(devices, str):
+        if devices.strip() == "auto":
+            return True
+        parts = devices.split(",")
+        if not all(p.strip().lstrip("-").isdigit() for p in parts):
+            return False
+        devices = int(parts[0]) if len(parts) == 1 else [int(p) for p in parts]
+    if isinstance(devices, ListConfig | list):
+        indices = list(devices)
+        valid = all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in indices)
+        return bool(indices) and valid and len(set(indices)) == len(indices)
+    return isinstance(devices, int) and not isinstance(devices, bool) and (devices >= 1 or devices == -1)
+
+
+def _check_execution(t: DictConfig) -> None:
+    """``trainer.accelerator``, ``devices``, ``strategy`` and ``precision``, which Lightning checks only when
+    the trainer is built, with a traceback: the names it knows, and a device this machine has."""
+    from lightning.fabric.connector import _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    accelerators = ("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators()))
+    _require(
+        t.accelerator in accelerators,
+        f"trainer.accelerator={t.accelerator!r} is not known; choose one of: {', '.join(accelerators)}",
+    )
+    if t.accelerator != "auto":
+        kinds = ("cuda", "mps") if t.accelerator == "gpu" else (t.accelerator,)
+        _require(
+            any(AcceleratorRegistry[kind]["accelerator"].is_available() for kind in kinds),
+            f"trainer.accelerator={t.accelerator}: this machine has no such device (torch sees none); use "
+            "trainer.accelerator=cpu, or auto (a GPU when there is one, else the CPU)",
+        )
+    _require(
+        _devices_ok(t.devices),
+        f"trainer.devices={t.devices!r} must be a number of devices >= 1 (e.g. 2), -1 for all, auto, or a "
+        "list of device indices (e.g. [0,1])",
+    )
+    strategies = ("auto", *StrategyRegistry.available_strategies())
+    _require(
+        t.strategy in strategies,
+        f"trainer.strategy={t.strategy!r} is not known; choose one of: auto, ddp, ddp_spawn, fsdp, ... "
+        f"(all: {', '.join(strategies)})",
+    )
+    precisions = (*typing.get_args(_PRECISION_INPUT_STR), *typing.get_args(_PRECISION_INPUT_STR_ALIAS))
+    _require(
+        str(t.precision) in precisions,
+        f"trainer.precision={t.precision!r} is not known; choose one of: {', '.join(precisions)} "
+        "(e.g. bf16-mixed on a GPU)",
+    )
+
+
+def _check_selection(select_by: str) -> None:
+    """Lightning's checkpoint callback finds an unknown monitor only after the first epoch, and fails."""
+    from lt_bench.metrics import SCALAR_KEYS
+
+    metrics = [f"val/{key}" for key in SCALAR_KEYS]
+    _require(
+        select_by in metrics,
+        f"trainer.select_by={select_by} is not a metric the validation logs; choose one of: "
+        f"{', '.join(metrics)}",
+    )
 
 
 def _check_trainer(cfg: DictConfig) -> None:
@@ -274,6 +405,12 @@ def _check_trainer(cfg: DictConfig) -> None:
         f"trainer.select_by={t.select_by} would choose the model on the test set; select by a validation "
         "metric (e.g. trainer.select_by=val/balanced_acc with dataset.val_fraction=0.1). "
         "trainer.track_test_best=true reports the best test epoch separately, as the papers do",
+    )
+    _check_selection(t.select_by)
+    _check_execution(t)
+    _require(
+        t.check_val_every_n_epoch >= 1,
+        f"trainer.check_val_every_n_epoch={t.check_val_every_n_epoch} must be >= 1 (1: validate every epoch)",
     )
     _require(
         o.rho_after is None or o.name == "sam",
@@ -374,6 +511,7 @@ def validate(cfg: DictConfig) -> None:
     except Exception as err:  # an interpolation that cannot resolve is a config error, not a crash
         raise ConfigError(f"could not resolve the configuration: {err}") from None
     _check_typed_keys(cfg)
+    _check_option_keys(cfg)
     for key, choices in _known().items():
         value = _get(cfg, key)
         _require(
@@ -396,6 +534,16 @@ def validate(cfg: DictConfig) -> None:
         f"dataset.val_fraction={d.val_fraction} must be in [0, 1) (e.g. 0.1 for a 90/10 split)",
     )
     _require(d.batch_size >= 1, f"dataset.batch_size={d.batch_size} must be >= 1")
+    _require(d.eval_batch_size >= 1, f"dataset.eval_batch_size={d.eval_batch_size} must be >= 1 (e.g. 1000)")
+    _require(
+        0 <= cfg.seed < 2**32,
+        f"seed={cfg.seed} must be in [0, 2**32) (numpy's range; e.g. seed=0)",
+    )
+    _require(d.cutout >= 0, f"dataset.cutout={d.cutout} must be >= 0 (the erased square's side; 0: off)")
+    _require(
+        math.isfinite(d.color_jitter) and d.color_jitter >= 0,
+        f"dataset.color_jitter={d.color_jitter} must be a finite number >= 0 (0: off)",
+    )
     _require(
         d.subset_seed is None or 0 <= d.subset_seed < 2**32,
         f"dataset.subset_seed={d.subset_seed} must be null (follow seed) or in [0, 2**32) (numpy's range)",
@@ -410,6 +558,15 @@ def validate(cfg: DictConfig) -> None:
     _require(o.weight_decay >= 0, f"optimizer.weight_decay={o.weight_decay} must be >= 0")
     _require(o.rho >= 0, f"optimizer.rho={o.rho} must be >= 0")
     _require(
+        0 <= o.momentum < 1,
+        f"optimizer.momentum={o.momentum} must be in [0, 1) (0: plain SGD, e.g. 0.9)",
+    )
+    _require(
+        not o.nesterov or o.momentum > 0,
+        f"optimizer.nesterov=true needs optimizer.momentum > 0 (it is {o.momentum}); set a momentum, or "
+        "optimizer.nesterov=false",
+    )
+    _require(
         len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas),
         f"optimizer.betas={list(o.betas)} must be two numbers in [0, 1) (e.g. optimizer.betas=[0.9,0.999])",
     )
@@ -422,6 +579,19 @@ def validate(cfg: DictConfig) -> None:
     _require(
         list(lr.milestones) == sorted(lr.milestones),
         f"lr_schedule.milestones={list(lr.milestones)} must be increasing",
+    )
+    _require(
+        all(math.isfinite(f) and f > 0 for f in lr.factors),
+        f"lr_schedule.factors={list(lr.factors)} must all be finite numbers > 0 (cumulative factors of the "
+        "base LR, e.g. [0.01,0.0001])",
+    )
+    _require(
+        0 <= lr.min_factor <= 1,
+        f"lr_schedule.min_factor={lr.min_factor} must be in [0, 1] (the cosine floor, x base LR)",
+    )
+    _require(
+        lr.warmup_epochs >= 0,
+        f"lr_schedule.warmup_epochs={lr.warmup_epochs} must be >= 0 (0: no warm-up)",
     )
     _require(
         math.isfinite(lr.warmup_peak) and lr.warmup_peak > 0,

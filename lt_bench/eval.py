@@ -40,8 +40,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from lt_bench import config as config_module
-from lt_bench.checkpointing import CHECKPOINT_DIR, LAST, OPERATIONAL_KEYS
-from lt_bench.config import Config, validate
+from lt_bench.checkpointing import CHECKPOINT_DIR, LAST, read_checkpoint
+from lt_bench.config import Config, is_operational, validate
 from lt_bench.data.samplers import eval_shard
 from lt_bench.errors import ConfigError, one_line_errors
 from lt_bench.methods.base import CLASS_COUNTS_KEY
@@ -118,16 +118,6 @@ def checkpoint_file(ckpt: str) -> Path:
     )
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or foreign file: say which, not a pickle traceback
-        raise ConfigError(f"ckpt={path} is not a readable checkpoint: {err}") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ConfigError(f"ckpt={path} holds no state_dict; it is not a Lightning checkpoint of lt_bench")
-    return checkpoint
-
-
 def run_dir_of_checkpoint(path: Path) -> Path:
     return path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
 
@@ -194,9 +184,7 @@ def apply_overrides(stored: DictConfig, composed: DictConfig, overrides: Sequenc
 def changes_data(overrides: Sequence[str]) -> bool:
     """Whether the overrides change which images the dataset holds (not merely where they are)."""
     keys = [o.key_or_group for o in OverridesParser.create().parse_overrides(list(overrides))]
-    return any(
-        k == "dataset" or (k.startswith("dataset.") and not k.startswith(OPERATIONAL_KEYS)) for k in keys
-    )
+    return any(k == "dataset" or (k.startswith("dataset.") and not is_operational(k)) for k in keys)
 
 
 def check_weights_fit(model: nn.Module, state_dict: dict[str, Tensor]) -> None:
@@ -316,7 +304,9 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str], run_dir: Path) -> dict[s
     started_at = time.time()
     check_request(cfg)
     ckpt = checkpoint_file(cfg.ckpt)
-    checkpoint = load_checkpoint(ckpt)
+    checkpoint = read_checkpoint(
+        ckpt, "pass ckpt= a checkpoint that python -m lt_bench wrote, or its run directory"
+    )
     run_cfg = apply_overrides(stored_config(checkpoint, ckpt), cfg, overrides)
     run_cfg.ckpt_path = None
     import_plugins(run_cfg.get("plugins") or [])

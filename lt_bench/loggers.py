@@ -1,10 +1,12 @@
 """``logger=csv|tensorboard|wandb``, and what a finished run adds to W&B.
 
-W&B never prompts and never waits on a network it cannot reach: without an API key (or with the server
-unreachable) the run is written offline under ``<run dir>/wandb`` and one line says how to upload it
-(``wandb sync``). In a multirun every job is its own W&B run, grouped by the sweep directory's name and
-named by its overrides; :func:`log_final` logs the per-class accuracy and the confusion matrix and
-finishes the run, so the next job of the same process starts a new one.
+W&B never prompts and never waits on a network it cannot reach: without an API key, with the server
+unreachable (``WANDB_MODE=online`` included), or when the server does not start the run within
+:data:`INIT_TIMEOUT_S` seconds (``WANDB_INIT_TIMEOUT`` sets it), the run is written offline under
+``<run dir>/wandb`` and one line says why and how to upload it (``wandb sync``). In a multirun every
+job is its own W&B run, grouped by the sweep directory's name and named by its overrides;
+:func:`log_final` logs the per-class accuracy and the confusion matrix and finishes the run, so the
+next job of the same process starts a new one.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from lt_bench.metrics import CONFUSION_MAX_CLASSES, SCALAR_KEYS
 LOGGER_NAMES = ("csv", "tensorboard", "wandb")
 WANDB_MODES = ("online", "offline", "disabled")
 DEFAULT_WANDB_URL = "https://api.wandb.ai"
+# wandb's own default is 90 s, spent again on every job of a sweep when the server does not answer
+INIT_TIMEOUT_S = 20.0
 # The confusion-matrix chart holds C x C cells: past CONFUSION_MAX_CLASSES it is unreadable and the upload
 # is large, so only the per-class table is logged (ImageNet-LT has 1,000 classes, iNaturalist 8,142).
 
@@ -67,7 +71,8 @@ def choose_wandb_mode(
     reachable: Callable[[], bool],
 ) -> tuple[str, str]:
     """``(mode, reason)``: ``logger.mode`` wins, then ``WANDB_MODE``; otherwise online only with credentials
-    and a reachable server. Online without credentials would make wandb prompt for a key, so it never is."""
+    and a reachable server. Online without credentials would make wandb prompt for a key, and online with
+    an unreachable server would wait for it (then fail), so neither ever is."""
     for source, mode in (("logger.mode", requested), ("WANDB_MODE", env.get("WANDB_MODE"))):
         if not mode:
             continue
@@ -76,6 +81,8 @@ def choose_wandb_mode(
             raise ConfigError(f"{source}={mode!r} is not a W&B mode; choose one of: {', '.join(WANDB_MODES)}")
         if mode == "online" and not credentials:
             return "offline", f"{source}=online but no W&B API key (run `wandb login` or set WANDB_API_KEY)"
+        if mode == "online" and not reachable():
+            return "offline", f"{source}=online but the W&B server is not reachable"
         return mode, f"{source}={mode}"
     if not credentials:
         return "offline", "no W&B API key"
@@ -139,6 +146,27 @@ def _writable_home_or_redirect(run_dir: Path) -> None:
         os.environ.setdefault(var, str(run_dir / "wandb" / f".{sub}"))
 
 
+def start_or_offline(make: Callable[[str], Any], mode: str, reason: str) -> tuple[Any, str, str]:
+    """``(logger, mode, reason)``: ``make(mode)``, its W&B run started now on rank 0 when online (the
+    wait bounded by the init timeout), and ``make("offline")`` instead when the server does not start it.
+
+    Lightning would start the run inside ``fit``, where a server that accepts connections but never
+    answers as W&B (a proxy, a wrong ``WANDB_BASE_URL``) ends the run in a traceback.
+    """
+    import wandb
+
+    logger = make(mode)
+    if mode != "online" or not _is_rank_zero():
+        return logger, mode, reason
+    try:
+        logger.experiment  # noqa: B018 - wandb.init
+    except (wandb.errors.Error, TimeoutError) as err:
+        wandb.finish(exit_code=1)
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return make("offline"), "offline", f"W&B did not start the run online: {first_line}"
+    return logger, mode, reason
+
+
 def build_wandb_logger(cfg: DictConfig, run_dir: Path):
     import wandb
     from lightning.pytorch.loggers import WandbLogger
@@ -159,19 +187,29 @@ def build_wandb_logger(cfg: DictConfig, run_dir: Path):
     group, name = run_identity(cfg)
     config = flatten_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     config["run_dir"] = str(run_dir)
-    logger = WandbLogger(
-        project=cfg.logger.get("project") or "lt_bench",
-        entity=cfg.logger.get("entity"),
-        group=group,
-        name=name,
-        save_dir=str(run_dir),
-        mode=mode,
-        config=config,
-        tags=run_tags(cfg),
-        job_type=cfg.logger.get("job_type"),
+    # WANDB_INIT_TIMEOUT, when set, is wandb's to read (and check)
+    settings = (
+        {} if env.get("WANDB_INIT_TIMEOUT") else {"settings": wandb.Settings(init_timeout=INIT_TIMEOUT_S)}
     )
-    # Lightning always passes anonymous=None, which wandb >= 0.19 answers with a deprecation warning
-    getattr(logger, "_wandb_init", {}).pop("anonymous", None)
+
+    def make(mode: str) -> WandbLogger:
+        logger = WandbLogger(
+            project=cfg.logger.get("project") or "lt_bench",
+            entity=cfg.logger.get("entity"),
+            group=group,
+            name=name,
+            save_dir=str(run_dir),
+            mode=mode,
+            config=config,
+            tags=run_tags(cfg),
+            job_type=cfg.logger.get("job_type"),
+            **settings,
+        )
+        # Lightning always passes anonymous=None, which wandb >= 0.19 answers with a deprecation warning
+        getattr(logger, "_wandb_init", {}).pop("anonymous", None)
+        return logger
+
+    logger, mode, reason = start_or_offline(make, mode, reason)
     if mode == "offline" and _is_rank_zero():
         print(
             f"wandb: offline ({reason}): the run is saved in {run_dir / 'wandb'}; "

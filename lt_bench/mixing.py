@@ -14,17 +14,25 @@ from torch import Tensor
 
 from lt_bench.errors import ConfigError
 
+# Beta(a, a) has standard deviation 1 / (2 sqrt(2a + 1)), under 4e-17 past a = 1e32: below the draw's own
+# rounding, so a larger ``a`` would draw the same values. The cap is needed, not only harmless: the
+# stdlib's gamma sampler computes sqrt(2a - 1), which overflows for a > ~9e307 (1e308 passes a
+# finiteness check), and its rejection loop then never accepts.
+ALPHA_CAP = 1e32
+
 
 def sample_lambda(alpha: float, generator: torch.Generator) -> float:
     """One draw of ``lam ~ Beta(alpha, alpha)``, reproducible from ``generator``'s state.
 
     torch's Beta sampler takes no generator, so the generator supplies a 63-bit seed for the standard
     library's ``betavariate`` (gamma-ratio sampling); the same generator state gives the same ``lam``.
+    Any ``alpha`` > 0, however large (``inf`` included), draws in bounded time: see :data:`ALPHA_CAP`.
     """
     if not alpha > 0:
         raise ConfigError(f"schedule.mix_alpha={alpha} must be > 0 (Beta(a, a) parameter, e.g. 1)")
     seed = int(torch.randint(0, 2**63 - 1, (1,), generator=generator, device=generator.device).item())
-    return random.Random(seed).betavariate(alpha, alpha)
+    capped = min(alpha, ALPHA_CAP)
+    return random.Random(seed).betavariate(capped, capped)
 
 
 def label_weights(lam: float, n_a: Tensor, n_b: Tensor, kappa: float, tau: float, progress: float) -> Tensor:

@@ -2,11 +2,12 @@
 
 Finds every ``summary.json`` under DIR, reads each run's command-line overrides from the
 ``.hydra/overrides.yaml`` Hydra writes beside it (falling back to the resolved ``summary["config"]``),
-groups the runs by the swept keys except ``seed``, and prints one row per group: mean ± sample std
-(ddof=1) in percent, ``n`` runs, the best mean per column marked. Below it, a significance test over the
-seeds every group shares: Wilcoxon signed-rank for two groups, Friedman plus average ranks for three or
-more. Plots go to ``--out``: per-class accuracy against training count per group, and a heat map of the
-first metric when exactly two keys are swept.
+groups the runs by the swept keys except ``seed`` and the execution-only keys (``ckpt_path``, ``logger``,
+``trainer.devices``, ...: :data:`lt_bench.config.OPERATIONAL_KEYS`), and prints one row per group: mean ±
+sample std (ddof=1) in percent, ``n`` runs, the best mean per column marked. Below it, a significance test
+over the seeds every group shares: Wilcoxon signed-rank for two groups, Friedman plus average ranks for
+three or more. Plots go to ``--out``: per-class accuracy against training count per group, and a heat map of
+the first metric when exactly two keys are swept.
 
 Everything except :func:`main` and the two ``plot_*`` functions is a pure function of loaded runs, so the
 tables can be tested without files.
@@ -27,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from lt_bench.config import flatten_config
+from lt_bench.config import flatten_config, is_operational
 from lt_bench.plots import Curve, plot_per_class
 from lt_bench.stats import (
     MeanStd,
@@ -48,7 +49,9 @@ SPLITS = ("test", "test_last", "val", "test_best")
 TEST_BEST = "test_best"
 TEST_BEST_LABEL = "test-selected (optimistic)"
 FORMATS = ("md", "csv", "tex")
-# Keys that never define a configuration: the seed is what we average over, hydra.* is bookkeeping.
+# The seed is what we average over; the execution-only keys (lt_bench.config.OPERATIONAL_KEYS: ckpt_path,
+# logger, trainer.devices, hydra.*, ...) never define a configuration either, so a resumed or re-logged
+# run stays in its configuration's group.
 NOT_SWEPT = ("seed",)
 MAX_CURVES = 10  # more lines than this make the per-class plot unreadable
 MISSING = "—"
@@ -221,6 +224,9 @@ def load_runs(root: Path) -> tuple[list[Run], list[str]]:
         if not isinstance(summary, dict):
             warnings.append(f"skipped {path}: not a JSON object")
             continue
+        if summary.get("status") == "diverged":  # a missing status: finished (summaries before it)
+            warnings.append(f"skipped {path}: diverged ({summary.get('reason', 'no reason recorded')})")
+            continue
         overrides_file = path.parent / ".hydra" / "overrides.yaml"
         overrides: dict[str, str] = {}
         if overrides_file.exists():
@@ -239,7 +245,8 @@ def load_runs(root: Path) -> tuple[list[Run], list[str]]:
 
 # -- grouping ------------------------------------------------------------------------------------------
 def swept_keys(runs: Sequence[Run]) -> list[str]:
-    """Keys whose value differs across runs, minus the seed, in command-line order.
+    """Keys whose value differs across runs, minus the seed and the execution-only keys
+    (:func:`lt_bench.config.is_operational`), in command-line order.
 
     Candidates are the override keys; when no run has an overrides file, every key of the resolved config.
     """
@@ -253,7 +260,8 @@ def swept_keys(runs: Sequence[Run]) -> list[str]:
             for key in flatten_config(run.summary.get("config") or {}):
                 if key not in candidates:
                     candidates.append(key)
-    return [k for k in candidates if k not in NOT_SWEPT and len({r.value(k) for r in runs}) > 1]
+    science = [k for k in candidates if k not in NOT_SWEPT and not is_operational(k)]
+    return [k for k in science if len({r.value(k) for r in runs}) > 1]
 
 
 def _sort_key(value: str | None) -> tuple[int, float, str]:

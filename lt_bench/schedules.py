@@ -144,7 +144,7 @@ class Schedule:
         _check_choice("mixing", self.mixing, MIXINGS)
         for key in ("delta", "beta", "mix_alpha", "kappa", "tau"):
             value = getattr(self, key)
-            # an infinite Beta parameter makes the lambda draw loop forever; nothing here is meant unbounded
+            # none of these is meant unbounded (a huge finite mix_alpha draws lambda = 0.5: lt_bench.mixing)
             if not (isinstance(value, int | float) and math.isfinite(value)):
                 raise ConfigError(f"schedule.{key}={value!r} must be a finite number")
         if not self.delta >= 0:

@@ -1,8 +1,10 @@
-"""Signals: a SIGTERM pauses a run at a step every rank agrees on and names the command that continues it."""
+"""Signals: a SIGTERM or SIGINT (Ctrl+C) pauses a run at a step every rank agrees on and names the command
+that continues it; a second one, or a stop that has not happened within a deadline, ends the process."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import signal
 import threading
@@ -12,14 +14,27 @@ from typing import Any
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lt_bench.checkpointing import last_checkpoint
-from lt_bench.errors import RunInterrupted
+from lt_bench.distributed import TIMEOUT_ENV, lost_rank, seconds_from_env
+from lt_bench.errors import RankLost, RunInterrupted
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+DEADLINE_ENV = "LT_BENCH_STOP_DEADLINE"
+# Seconds from the first stop signal to a forced exit. A cooperative stop normally takes one step; at an
+# epoch's last batch it waits for that epoch's validation and checkpoint, which this must outlast.
+DEFAULT_DEADLINE_S = 120.0
+
+
+def exit_code_of(signum: int) -> int:
+    """What a shell reports for a process the signal ended: 143 for SIGTERM, 130 for SIGINT."""
+    return 128 + signum
 
 
 class StopOnSigterm(L.Callback):
-    """A SIGTERM during training stops every rank at the same step and writes ``last.ckpt`` there.
+    """A SIGTERM or SIGINT during training stops every rank at the same step and writes ``last.ckpt`` there.
 
     For the duration of ``fit`` this replaces Lightning's SIGTERM handler, which in DDP broadcasts from
     inside the signal handler: that collective can pair with a different one on another rank, and two
@@ -31,15 +46,26 @@ class StopOnSigterm(L.Callback):
     :meth:`on_exception` writes the checkpoint: it holds the batches done so far and the loader's
     position, so ``ckpt_path=last`` continues with the next batch.
 
-    A SIGTERM while testing (after ``fit``) is Lightning's to handle: the run stops, nothing is saved,
-    and ``last.ckpt`` already holds the final epoch.
+    A stop signal while testing (after ``fit``) stops the test: nothing is saved, and ``last.ckpt``
+    already holds the final epoch.
+
+    A step that never ends (a hung data read, a rank that stopped answering) would make that wait
+    endless: :meth:`watching` ends the process on a second stop signal, or :data:`DEADLINE_ENV` seconds
+    after the first, and says that nothing was saved past ``last.ckpt``.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.requested = False
+        self.signum: int | None = None  # the first stop signal
         self.saved: Path | None = None
         self.stage: str | None = None  # Lightning clears trainer.state.stage before the exception leaves
+        self._trainer: L.Trainer | None = None
+        self._seen = 0
+        self._deadline: threading.Timer | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._trainer = trainer
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning installs its handlers just before this; it restores the earlier ones when fit ends
@@ -47,7 +73,12 @@ class StopOnSigterm(L.Callback):
             signal.signal(signal.SIGTERM, self._request_stop)
 
     def _request_stop(self, signum: int, frame: Any) -> None:
+        if self.signum is None:
+            self.signum = signum
         self.requested = True
+        trainer = self._trainer
+        if trainer is not None and trainer.state.fn != TrainerFn.FITTING:
+            trainer._signal_connector.received_sigterm = True  # testing: its loop stops at the next batch
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         # with trainer.accumulate_grad_batches=k, only after an optimizer step: a checkpoint holds no
@@ -72,6 +103,92 @@ class StopOnSigterm(L.Callback):
             trainer.save_checkpoint(self.path)
             self.saved = self.path
 
+    def kept(self) -> str:
+        """What a stop leaves to continue from."""
+        if self.saved is not None:
+            return f"saved {self.saved}"
+        if self.path.is_file():
+            if self.stage in (None, "train"):
+                return f"nothing was saved past {self.path}"
+            return (
+                f"nothing saved while in the {self.stage} stage; {self.path} holds the last completed epoch"
+            )
+        return "no checkpoint was written yet"
+
+    # -- ending a stop that does not happen ----------------------------------------------------------------
+    @contextlib.contextmanager
+    def watching(self, resume: str) -> Iterator[None]:
+        """Handles SIGTERM and SIGINT for the block, and watches them from a thread.
+
+        Python runs a signal handler only when the main thread next executes bytecode, never while it
+        waits inside C (a gloo collective that a stuck rank never joins): the handler alone could not
+        end such a wait. The interpreter's C-level handler also writes each signal's number to the
+        wakeup file descriptor at once, from whatever thread; a thread reading it counts the signals.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signals reach only the main thread's handlers; a caller's thread keeps its own
+            return
+        deadline = seconds_from_env(os.environ, DEADLINE_ENV, DEFAULT_DEADLINE_S)
+        previous = {s: signal.signal(s, self._request_stop) for s in STOP_SIGNALS}
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)  # the C handler must never block on a full pipe
+        previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        watcher = threading.Thread(
+            target=self._watch, args=(read_end, deadline, resume), name="lt_bench-signals", daemon=True
+        )
+        watcher.start()
+        try:
+            yield
+        finally:
+            signal.set_wakeup_fd(previous_fd)
+            os.close(write_end)  # the watcher reads the end of the pipe and returns
+            watcher.join()
+            if self._deadline is not None:
+                self._deadline.cancel()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _watch(self, read_end: int, deadline: float, resume: str) -> None:
+        with os.fdopen(read_end, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(64):
+                for signum in chunk:
+                    if signum in STOP_SIGNALS:
+                        self._on_stop_signal(signum, deadline, resume)
+
+    def _on_stop_signal(self, signum: int, deadline: float, resume: str) -> None:
+        self._seen += 1
+        if self.signum is None:
+            self.signum = signum
+        name = signal.Signals(signum).name
+        if self._seen > 1:
+            self._force_exit(f"a second {name} ended the run before it could stop at a step", resume)
+        else:
+            why = (
+                f"the run had not stopped {deadline:g} s after {name} (a step that does not end; "
+                f"{DEADLINE_ENV} sets this wait)"
+            )
+            self._deadline = threading.Timer(deadline, self._force_exit, args=(why, resume))
+            self._deadline.daemon = True
+            self._deadline.start()
+
+    def _force_exit(self, why: str, resume: str) -> None:
+        """Ends the process from the watcher thread: the main thread may be stuck anywhere, so nothing
+        is saved (a half-done step is no state to resume from) and nothing waits on a lock it may hold."""
+        trainer = self._trainer
+        _end_started_ranks(trainer)
+        if trainer is None or trainer.is_global_zero:
+            line = f"lt_bench: error: {why}; {self.kept()}. Continue with: {resume}\n"
+            os.write(2, line.encode())  # not sys.stderr: its lock may be held by the stuck main thread
+        os._exit(exit_code_of(self.signum or signal.SIGTERM))
+
+
+def _end_started_ranks(trainer: L.Trainer | None) -> None:
+    """Rank 0 started the other ranks (Lightning's ``ddp`` launcher): it ends them, stuck or not, before
+    it goes, so that none is left waiting for it."""
+    launcher = trainer.strategy.launcher if trainer is not None else None
+    if isinstance(launcher, _SubprocessScriptLauncher):
+        launcher.kill(signal.SIGKILL)
+
 
 def resume_command(run_dir: Path) -> str:
     """The command line that continues this run: its own overrides, ``ckpt_path=last``, its directory."""
@@ -84,25 +201,34 @@ def resume_command(run_dir: Path) -> str:
 
 @contextlib.contextmanager
 def stop_cleanly_on_sigterm(trainer: L.Trainer, run_dir: Path) -> Iterator[None]:
-    """Turns Lightning's ``SIGTERMException`` into :class:`RunInterrupted` naming the way back.
+    """Turns Lightning's ``SIGTERMException`` into :class:`RunInterrupted` naming the way back, and ends
+    the process when a stop does not come (:meth:`StopOnSigterm.watching`).
 
     ``SIGTERMException`` is a bare ``SystemExit``: left alone, a terminated run exits with status 0, as
     if it had finished, and without a word.
     """
-    try:
-        yield
-    except SIGTERMException:
-        if not trainer.is_global_zero:  # every rank stops; rank 0 alone says so
-            raise SystemExit(RunInterrupted.exit_code) from None
-        saver = next(c for c in trainer.callbacks if isinstance(c, StopOnSigterm))
-        last = last_checkpoint(run_dir)
-        if saver.saved is not None:
-            kept = f"saved {saver.saved}"
-        elif last.is_file():
-            kept = f"nothing saved while in the {saver.stage} stage; {last} holds the last completed epoch"
-        else:
-            kept = "no checkpoint was written yet"
-        where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
-        raise RunInterrupted(
-            f"stopped by SIGTERM at {where}; {kept}. Continue with: {resume_command(run_dir)}"
-        ) from None
+    saver = next(c for c in trainer.callbacks if isinstance(c, StopOnSigterm))
+    resume = resume_command(run_dir)
+    with saver.watching(resume):
+        try:
+            yield
+        except SIGTERMException:
+            code = exit_code_of(saver.signum or signal.SIGTERM)
+            if not trainer.is_global_zero:  # every rank stops; rank 0 alone says so
+                raise SystemExit(code) from None
+            name = signal.Signals(saver.signum or signal.SIGTERM).name
+            where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
+            raise RunInterrupted(
+                f"stopped by {name} at {where}; {saver.kept()}. Continue with: {resume}", exit_code=code
+            ) from None
+        except RuntimeError as err:
+            why = lost_rank(err, trainer.world_size)
+            if why is None:
+                raise
+            _end_started_ranks(trainer)
+            if not trainer.is_global_zero:
+                raise SystemExit(RankLost.exit_code) from None
+            raise RankLost(
+                f"a DDP rank stopped answering or died ({why}; {TIMEOUT_ENV} sets how long a rank is "
+                f"waited for); {saver.kept()}. Continue with: {resume}"
+            ) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -13,22 +14,33 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from lt_bench import rundir
 from lt_bench.checkpointing import (
     AtomicCheckpointIO,
     BestCheckpoint,
+    EpochInProgress,
+    LatestCheckpoint,
     ResumeState,
+    check_resumable,
+    epochs_done,
+    forget_logged_metrics,
     keep_logged_metrics,
     last_checkpoint,
+    prepare_checkpoint_dir,
+    read_checkpoint,
     resolve_ckpt_path,
 )
 from lt_bench.config import validate
 from lt_bench.data.datamodule import LongTailDataModule
-from lt_bench.errors import ConfigError
+from lt_bench.distributed import strategy_of
+from lt_bench.errors import ConfigError, TrainingDiverged
 from lt_bench.loggers import build_logger, log_final
 from lt_bench.methods import build_method
-from lt_bench.outputs import format_result, print_results, result_rows, write_run_outputs
+from lt_bench.metrics import LOWER_IS_BETTER
+from lt_bench.outputs import format_result, print_results, result_rows, write_json, write_run_outputs
 from lt_bench.registry import import_plugins
 from lt_bench.schedules import Schedule, plot_schedule, schedule_of
 from lt_bench.signals import StopOnSigterm, stop_cleanly_on_sigterm
@@ -59,18 +71,18 @@ def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[L.Trai
     last = last_checkpoint(run_dir)
     # `save_last=True` writes last.ckpt only when another checkpoint is saved (a new best; with
     # save_top_k=0, only when training ends): this callback overwrites last.ckpt after every epoch instead.
-    latest = ModelCheckpoint(
+    latest = LatestCheckpoint(
         dirpath=last.parent, filename=last.stem, enable_version_counter=False, save_on_train_epoch_end=True
     )
     checkpoint = latest
     config = OmegaConf.to_container(cfg, resolve=True)
-    callbacks: list = [latest, ResumeState(config), StopOnSigterm(last)]
+    callbacks: list = [latest, ResumeState(config), EpochInProgress(), StopOnSigterm(last)]
     if has_val:
         checkpoint = BestCheckpoint(
             dirpath=last.parent,
             filename="best-{epoch:03d}",
             monitor=t.select_by,
-            mode="min" if t.select_by.endswith("loss") else "max",
+            mode="min" if t.select_by.removeprefix("val/") in LOWER_IS_BETTER else "max",
             save_top_k=1,
         )
         callbacks.insert(0, checkpoint)
@@ -87,7 +99,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[L.Trai
         max_epochs=t.max_epochs,
         accelerator=t.accelerator,
         devices=t.devices,
-        strategy=t.strategy,
+        strategy=strategy_of(t),
         precision=t.precision,
         deterministic=t.deterministic,
         check_val_every_n_epoch=t.check_val_every_n_epoch,
@@ -180,7 +192,20 @@ def _fit_and_test(
 ) -> dict[str, Any]:
     """Fit (from ``ckpt_path`` when given), test the final and the selected model; the summary's results."""
     info, has_val = datamodule.prepare(), datamodule.has_val
+    resumed = None
+    if ckpt_path is not None:
+        resumed = read_checkpoint(Path(ckpt_path), "pass a checkpoint python -m lt_bench wrote")
+        check_resumable(resumed, ckpt_path, model, cfg.trainer.max_epochs)
+    if trainer.is_global_zero:
+        run_dir = Path(trainer.default_root_dir)
+        prepare_checkpoint_dir(
+            last_checkpoint(run_dir).parent, resumed, Path(ckpt_path) if ckpt_path else None
+        )
+        if resumed is not None:
+            forget_logged_metrics(run_dir, epochs_done(resumed))
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    if has_val and model.val_result is None:  # resumed from a finished run: fit trained and validated nothing
+        trainer.validate(model, datamodule=datamodule, verbose=False)
     val_last = model.val_result
     # read before any test: loading the best checkpoint into the model would restore its older record
     test_best = model.test_best_summary() if cfg.trainer.get("track_test_best") else None
@@ -209,53 +234,93 @@ def _fit_and_test(
 
 
 def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
-    """Train and test one configuration; return the metric a sweeper optimises."""
+    """Train and test one configuration; return the metric a sweeper optimises.
+
+    The run directory (:mod:`lt_bench.rundir`): a finished run that the command would continue is left as
+    it is (its outcome returned again); otherwise the directory is locked for the run, and a run that
+    starts over there needs it free of another run's outputs, or ``overwrite=true``. Of the processes of a
+    multi-process run, rank 0 alone locks, clears and writes the directory.
+    """
     started_at = time.time()
+    hydra_files = rundir.hydra_files(cfg)  # before validate() resolves cfg in place
     import_plugins(cfg.get("plugins") or [])
     validate(cfg)
     _quiet_lightning()
     run_dir = run_dir or run_dir_of(cfg)
-    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    torch.set_float32_matmul_precision("high")
+    rundir.refuse_overwrite_of_a_continued_run(cfg.ckpt_path, cfg.overwrite, run_dir)
+    finished = rundir.finished_summary(cfg, run_dir)  # read on every rank: none may start training then
+    if finished is not None:
+        return rundir.finished_outcome(finished, run_dir)
+    first_rank = rank_zero_only.rank == 0
 
-    schedule, datamodule, model = build_run(cfg)
-    info, has_val = datamodule.info, datamodule.has_val
-    log.info("run directory %s; %s", run_dir, f"resuming from {ckpt_path}" if ckpt_path else "fresh start")
-    log.info(
-        "data: %d classes, train %d (counts %s), val %d, test %d",
-        info.num_classes,
-        info.train_size,
-        info.class_counts,
-        info.val_size,
-        info.test_size,
-    )
-    trainer, checkpoint = build_trainer(cfg, run_dir, has_val)
-    realised_if, start_warnings = realised_imbalance(cfg.dataset, datamodule)
-    if trainer.is_global_zero:
-        for line in start_warnings:  # one line each, at start, on stderr (the log file gets it too)
-            print(f"lt_bench: warning: {line}", file=sys.stderr)
-            log.warning("%s", line)
-    if ckpt_path is not None:
-        keep_logged_metrics(trainer.logger, run_dir)
+    with rundir.locked(run_dir) if first_rank else contextlib.nullcontext():
+        ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir)
+        replaced = (
+            rundir.outputs_to_replace(run_dir, ckpt_path, cfg.ckpt_path, cfg.overwrite) if first_rank else []
+        )
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        torch.set_float32_matmul_precision("high")
 
-    with stop_cleanly_on_sigterm(trainer, run_dir):
-        summary = _fit_and_test(cfg, trainer, checkpoint, model, datamodule, ckpt_path)
-    summary.update(realised_imbalance_factor=realised_if, warnings=start_warnings)
-    summary["config"] = OmegaConf.to_container(cfg, resolve=True)
-    summary.update(started_at=started_at, finished_at=time.time())
+        schedule, datamodule, model = build_run(cfg)
+        info, has_val = datamodule.info, datamodule.has_val
+        if replaced:  # only now that the command has passed every check that needs no training
+            rundir.remove(replaced)
+            log.info("removed the earlier run's outputs: %s", ", ".join(p.name for p in replaced))
+        start = f"resuming from {ckpt_path}" if ckpt_path else "fresh start"
+        log.info("run directory %s; %s", run_dir, start)
+        log.info(
+            "data: %d classes, train %d (counts %s), val %d, test %d",
+            info.num_classes,
+            info.train_size,
+            info.class_counts,
+            info.val_size,
+            info.test_size,
+        )
+        trainer, checkpoint = build_trainer(cfg, run_dir, has_val)
+        # before fit: under DDP, rank 0 refuses before it launches the other processes
+        datamodule.check_training(trainer.world_size, trainer.limit_train_batches)
+        realised_if, start_warnings = realised_imbalance(cfg.dataset, datamodule)
+        if trainer.is_global_zero:
+            for line in start_warnings:  # one line each, at start, on stderr (the log file gets it too)
+                print(f"lt_bench: warning: {line}", file=sys.stderr)
+                log.warning("%s", line)
+        if ckpt_path is not None:
+            keep_logged_metrics(trainer.logger, run_dir)
 
-    if trainer.is_global_zero:
-        # summary.json, confusion_*.npy beside it, per_class_accuracy.png, reliability.png
-        confusion = write_run_outputs(run_dir, summary, info.class_counts)
-        for label, result in result_rows(summary):
-            log.info("%s: %s", label, format_result(result))
-        log.info("wrote %s", run_dir / "summary.json")
-        if schedule.active:
-            plot_schedule(schedule, cfg.trainer.max_epochs, run_dir / "schedule.png")
-        if cfg.print_table:
-            print_results(summary, run_dir)
-        log_final(trainer.logger, summary, confusion.get(summary["test"]["confusion"]))
-    if summary.get("best_val") is not None:
-        return summary["best_val"]
-    return float(summary["test"]["balanced_acc"])
+        record: dict[str, Any] = {
+            "class_counts": info.class_counts,
+            "epochs": cfg.trainer.max_epochs,
+            "seed": cfg.seed,
+            "realised_imbalance_factor": realised_if,
+            "warnings": start_warnings,
+            "config": OmegaConf.to_container(cfg, resolve=True),
+            "started_at": started_at,
+        }
+        try:
+            with stop_cleanly_on_sigterm(trainer, run_dir):
+                summary = _fit_and_test(cfg, trainer, checkpoint, model, datamodule, ckpt_path)
+        except TrainingDiverged as err:  # a result too: a requeue or a sweep must not train it again
+            if trainer.is_global_zero:
+                rundir.write_hydra_files(run_dir, hydra_files)
+                write_json(
+                    run_dir / rundir.SUMMARY,
+                    {"status": "diverged", "reason": str(err), **record, "finished_at": time.time()},
+                )
+            raise
+        summary = {"status": "finished", **summary, **record, "finished_at": time.time()}
+
+        if trainer.is_global_zero:
+            # .hydra/ with the summary: the command that wrote the results describes them, never one refused
+            # by a check made once training has started (a checkpoint that does not fit, say)
+            rundir.write_hydra_files(run_dir, hydra_files)
+            # summary.json, confusion_*.npy beside it, per_class_accuracy.png, reliability.png
+            confusion = write_run_outputs(run_dir, summary, info.class_counts)
+            for label, result in result_rows(summary):
+                log.info("%s: %s", label, format_result(result))
+            log.info("wrote %s", run_dir / rundir.SUMMARY)
+            if schedule.active:
+                plot_schedule(schedule, cfg.trainer.max_epochs, run_dir / "schedule.png")
+            if cfg.print_table:
+                print_results(summary, run_dir)
+            log_final(trainer.logger, summary, confusion.get(summary["test"]["confusion"]))
+    return rundir.objective(summary)

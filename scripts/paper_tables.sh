@@ -12,7 +12,7 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 row() {  # row TABLE NAME OVERRIDES...
     local table=$1 name=$2; shift 2
     [[ -f "$OUT/$table/$name/2/summary.json" ]] && return 0   # finished earlier: a re-run resumes
-    "$PY" -m lt_bench --multirun "$@" seed=0,1,2 trainer.enable_progress_bar=false print_table=false \
+    "$PY" -m lt_bench --multirun "$@" seed=0,1,2 ckpt_path=auto trainer.enable_progress_bar=false print_table=false \
         "hydra.sweep.dir=$OUT/$table/$name" > "$OUT/$table/$name.log" 2>&1 \
         || { echo "row $table/$name failed: see $OUT/$table/$name.log" >&2; return 1; }
 }

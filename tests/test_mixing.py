@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+import random
+import signal
 import statistics
+import sys
 
 import pytest
 import torch
@@ -105,3 +110,32 @@ def test_ppmix_label_weights_follow_their_own_rho():
     schedule = Schedule(e0=100, e1=160, rho=5.0, weighting="inverse", mixing="ppmix", mix_rho=3.0)
     w = label_weights(0.3, N_A, N_B, kappa=3.0, tau=0.5, progress=schedule.mix_progress(130)).tolist()
     assert w == pytest.approx([0.3 * (1 - 1 / 8), 0.3, 0.3, 0.3, 0.3])
+
+
+@contextlib.contextmanager
+def within(seconds: float):
+    """Fails the test with :class:`TimeoutError` instead of hanging when the block runs past ``seconds``
+    (a SIGALRM handler interrupts pure-Python loops such as the stdlib's rejection sampler)."""
+
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("alpha", [1e32, 1e200, 1e308, sys.float_info.max, math.inf])
+def test_huge_alpha_draws_one_half_instead_of_looping(alpha: float):
+    # Beta(a, a) for a >= 1e32 is 0.5 to double precision; 1e308 used to hang step 0 for good
+    with within(2.0):
+        assert draws(alpha, seed=3, n=20) == pytest.approx([0.5] * 20, abs=1e-15)
+
+
+def test_the_cap_keeps_the_draws_of_ordinary_alphas():
+    seed = int(torch.randint(0, 2**63 - 1, (1,), generator=torch.Generator().manual_seed(5)).item())
+    assert draws(0.4, seed=5, n=1) == [random.Random(seed).betavariate(0.4, 0.4)]

@@ -191,6 +191,36 @@ def test_default_grouping_is_the_varying_overrides_without_seed(two_losses):
     assert sorted(r.seed for r in groups[1].runs) == ["0", "1", "2"]
 
 
+def test_execution_only_keys_do_not_split_a_configuration(tmp_path):
+    """A resumed run (ckpt_path, another logger, devices, progress bar, workers) is in its configuration's
+    group; a key that changes the result still splits."""
+    write_run(tmp_path, "fresh", ["loss=ce", "seed=0"], 0.80)
+    resumed = [
+        "loss=ce",
+        "seed=1",
+        "ckpt_path=auto",
+        "trainer.enable_progress_bar=false",
+        "print_table=false",
+        "logger=wandb",
+        "+logger.tags=[a]",
+        "dataset.num_workers=0",
+        "trainer.devices=2",
+        "overwrite=true",
+        "hydra.run.dir=x",
+    ]
+    write_run(tmp_path, "resumed", resumed, 0.82, seed=1)
+    write_run(tmp_path, "other", ["loss=la", "seed=0"], 0.85)
+    runs, _ = load_runs(tmp_path)
+    assert swept_keys(runs) == ["loss"]
+    groups = group_runs(runs, swept_keys(runs))
+    assert [(g.label, len(g.runs)) for g in groups] == [(("ce",), 2), (("la",), 1)]
+    # also when the keys come from the resolved configs (no overrides files)
+    for i, (path, top1) in enumerate([("a", None), ("b", "PATH")]):
+        config = {"seed": 0, "ckpt_path": top1, "trainer": {"devices": i + 1}, "logger": {"name": "csv"}}
+        write_run(tmp_path / "configs", path, None, 0.5, config=config)
+    assert swept_keys(load_runs(tmp_path / "configs")[0]) == []
+
+
 def test_values_missing_from_overrides_come_from_the_resolved_config(tmp_path):
     write_run(tmp_path, "a", ["schedule.rho=1"], 0.5)
     write_run(tmp_path, "b", [], 0.6)  # default rho 5.0 in summary["config"]
@@ -363,6 +393,16 @@ def test_unreadable_summary_is_skipped_with_a_warning(two_losses):
     (bad / "summary.json").write_text("{not json")
     runs, warnings = load_runs(two_losses)
     assert len(runs) == 6 and len(warnings) == 1 and "broken" in warnings[0]
+
+
+def test_a_diverged_run_is_skipped_with_its_reason(two_losses):
+    """lt_bench.train records a diverged run as status: diverged; it has no figures to average."""
+    diverged = two_losses / "diverged"
+    diverged.mkdir()
+    (diverged / "summary.json").write_text('{"status": "diverged", "reason": "loss nan at epoch 2"}')
+    runs, warnings = load_runs(two_losses)
+    expected = f"skipped {diverged / 'summary.json'}: diverged (loss nan at epoch 2)"
+    assert len(runs) == 6 and warnings == [expected]
 
 
 def test_run_value_ignores_unresolved_interpolations():

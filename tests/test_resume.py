@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import shlex
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ DRW = [
 # PHASE: stage 1 (ASL, whole network) for epochs 0-1, stage 2 (frozen backbone, MSR weights) for 2-3;
 # a validation split, so the best checkpoint and its selection carry over too
 PHASE = [*TINY, "method=phase", "schedule.e0=2", "dataset.val_fraction=0.2"]
+# a validation split whose best epoch (1) is not the last one, so a lost selection shows
+SELECT = [*TINY, "dataset.val_fraction=0.2", "optimizer.lr=0.8"]
 # class-aware sampling and per-sample mixing from epoch 1, colour jitter from torch's global generator
 MIXED = [
     *TINY,
@@ -168,7 +171,18 @@ def test_sigterm_mid_epoch_saves_and_resumes_exactly(
     loader_state = checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"]
     assert loader_state == [{"epoch": epoch, "batches_done": 1}]
     resumed = _run([*overrides, "ckpt_path=last"], run_dir)
-    assert _results(resumed) == _results(_reference(overrides, tmp_path_factory))
+    reference, reference_dir = _reference_run(overrides, tmp_path_factory)
+    assert _results(resumed) == _results(reference)
+    # the interrupted epoch's train/loss averages all its batches, and its schedule/* values are logged
+    assert _epoch_rows(run_dir) == _epoch_rows(reference_dir)
+
+
+def _epoch_rows(run_dir: Path) -> list[dict[str, str]]:
+    """The training epochs' rows of ``metrics.csv``: losses, schedule values, validation figures."""
+    with (run_dir / "metrics.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    logged = [{k: v for k, v in row.items() if v} for row in rows]
+    return [row for row in logged if not any(k.startswith("test") for k in row)]
 
 
 def test_sigterm_on_the_command_line_saves_says_how_to_resume_and_the_resume_finishes(
@@ -216,10 +230,44 @@ def test_resuming_a_finished_run_only_tests_it_again(capsys, tmp_path_factory):
     assert "warning" not in capsys.readouterr().err  # an operational setting may change silently
 
 
-def test_resuming_with_other_settings_says_which(capsys, tmp_path_factory):
+def test_resuming_with_other_settings_says_which(capsys, tmp_path, tmp_path_factory):
     _, run_dir = _reference_run(DRW, tmp_path_factory)
-    _run([*DRW, "ckpt_path=last", "optimizer.lr=0.05"], run_dir)
+    # a finished run is left as it is: training it further starts a new run from its checkpoint
+    _run([*DRW, f"ckpt_path={last_checkpoint(run_dir)}", "optimizer.lr=0.05"], tmp_path / "further")
     assert "optimizer.lr: 0.1 -> 0.05" in capsys.readouterr().err
+
+
+# -- the best model so far, wherever the run continues ------------------------------------------------------
+@pytest.mark.heavy
+def test_a_moved_run_resumes_and_a_new_directory_retests_it_with_the_same_best_model(
+    tmp_path, monkeypatch, tmp_path_factory
+):
+    reference = _reference(SELECT, tmp_path_factory)
+    assert reference["best_epoch"] == 1  # the resumed epochs 2 and 3 score lower: a lost selection shows
+    first, moved, retest = tmp_path / "first", tmp_path / "moved", tmp_path / "retest"
+    with pytest.raises(Killed):
+        _run_with(Interrupt(2), SELECT, first, monkeypatch)
+    shutil.move(first, moved)
+    assert _results(_run([*SELECT, "ckpt_path=last"], moved)) == _results(reference)
+    finished = sorted(p.name for p in (moved / "checkpoints").iterdir())
+    assert finished == ["best-epoch=001.ckpt", "last.ckpt"]
+
+    # the finished run's last.ckpt, continued in a new directory (Hydra gives each call one): tested again
+    # with the same selection, the best model copied in, the moved run left as it was
+    again = _run([*SELECT, f"ckpt_path={moved / 'checkpoints' / 'last.ckpt'}"], retest)
+    assert _results(again) == _results(reference)
+    assert sorted(p.name for p in (retest / "checkpoints").iterdir()) == finished
+    assert sorted(p.name for p in (moved / "checkpoints").iterdir()) == finished
+
+
+@pytest.mark.heavy
+def test_a_resume_into_a_new_directory_continues_with_the_selection(tmp_path, monkeypatch, tmp_path_factory):
+    first, second = tmp_path / "first", tmp_path / "second"
+    with pytest.raises(Killed):
+        _run_with(Interrupt(2), SELECT, first, monkeypatch)
+    resumed = _run([*SELECT, f"ckpt_path={last_checkpoint(first)}"], second)
+    assert _results(resumed) == _results(_reference(SELECT, tmp_path_factory))
+    assert (first / "checkpoints" / "best-epoch=001.ckpt").is_file()  # the first run is not touched
 
 
 # -- determinism ------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from scipy.stats import chisquare
 from lt_bench.data.samplers import (
     EpochBatches,
     EvalBatches,
+    check_training_epoch,
     draw_epoch,
     eval_shard,
     global_batches,
@@ -86,10 +87,63 @@ def test_global_batches_and_drop_last():
     order = torch.arange(23)
     assert [len(b) for b in global_batches(order, 10, drop_last=False)] == [10, 10, 3]
     assert [len(b) for b in global_batches(order, 10, drop_last=True)] == [10, 10]
-    # a final batch smaller than the number of processes would leave a rank without data
-    assert [len(b) for b in global_batches(order, 10, drop_last=False, world_size=3)] == [10, 10, 3]
-    assert [len(b) for b in global_batches(order, 10, drop_last=False, world_size=4)] == [10, 10]
+    # a final batch that would give some process fewer than 2 samples joins the batch before it
+    assert [len(b) for b in global_batches(order, 10, drop_last=False, world_size=1)] == [10, 10, 3]
+    assert [len(b) for b in global_batches(order, 10, drop_last=False, world_size=2)] == [10, 13]
+    assert [len(b) for b in global_batches(torch.arange(21), 10, drop_last=False)] == [10, 11]
+    assert torch.equal(torch.cat(global_batches(order, 10, drop_last=False, world_size=4)), order)
     assert global_batches(torch.arange(0), 10, drop_last=False, world_size=2) == []
+
+
+# (train set, batch, processes): 897 = 7 * 128 + 1 (imbalance factor 50, val_fraction 0.2), 141 and 32
+# with a remainder of one per process or less
+@pytest.mark.parametrize(("n", "batch_size", "world_size"), [(897, 128, 1), (847, 141, 1), (993, 32, 2)])
+def test_no_process_ever_gets_a_batch_of_one_sample(n, batch_size, world_size):
+    labels = torch.arange(n) % 3
+    ranks = [EpochBatches(labels, batch_size, rank=r, world_size=world_size) for r in range(world_size)]
+    sizes = [[len(b.indices) for b in r] for r in ranks]
+    assert min(min(s) for s in sizes) >= 2
+    assert [len(s) for s in sizes] == [len(r) for r in ranks]  # __len__ is what iterating gives
+    assert sum(map(sum, sizes)) == n  # nothing is left out of the epoch
+
+
+def test_the_last_merged_batch_resumes_where_it_stopped():
+    labels = torch.arange(897) % 3
+    full = list(EpochBatches(labels, 128))
+    resumed = EpochBatches(labels, 128)
+    resumed.load_state_dict({"epoch": 0, "batches_done": 6})
+    rest = list(resumed)
+    assert len(full) == 7 and len(rest) == 1 and torch.equal(rest[0].indices, full[6].indices)
+    assert len(rest[0].indices) == 129
+
+
+@pytest.mark.parametrize(
+    ("n", "batch_size", "drop_last", "world_size", "limit", "needles"),
+    [
+        (100, 128, True, 1, None, ["training set 100 images", "dataset.batch_size=128", "0 batch(es)"]),
+        (500, 1, False, 2, None, ["dataset.batch_size=1", "2 process(es)", "BatchNorm"]),
+        (500, 3, False, 2, None, ["at least 4", "as few as 1 image(s) per process"]),
+        (500, 1, False, 1, None, ["dataset.batch_size=1", "BatchNorm"]),
+        (3, 128, False, 2, None, ["training set 3 images", "as few as 1"]),
+        (500, 100, False, 1, 0.1, ["trainer.limit_train_batches=0.1", "0 batch(es) per process"]),
+    ],
+)
+def test_an_epoch_that_cannot_train_is_refused_with_the_numbers(
+    n, batch_size, drop_last, world_size, limit, needles
+):
+    with pytest.raises(ConfigError) as err:
+        check_training_epoch(n, batch_size, drop_last, world_size, limit)
+    for needle in needles:
+        assert needle in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_an_epoch_that_trains_counts_its_batches():
+    assert check_training_epoch(897, 128, False) == 7
+    assert check_training_epoch(897, 128, True) == 7
+    assert check_training_epoch(900, 128, False, 2, 0.5) == 4  # 900 = 7 * 128 + 4: 8 batches, half of them
+    assert check_training_epoch(900, 128, False, 2, 2) == 2
+    assert check_training_epoch(5, 128, False) == 1  # one batch of the whole (small) set
 
 
 @pytest.mark.parametrize("world_size", [2, 3])
@@ -170,9 +224,9 @@ def test_epoch_batches_of_the_ranks_partition_the_single_process_batches(world_s
         assert sorted(torch.cat([p.keys for p in parts]).tolist()) == sorted(whole.keys.tolist())
 
 
-def test_a_global_batch_smaller_than_the_processes_is_a_config_error():
-    with pytest.raises(ConfigError, match="dataset.batch_size=2"):
-        EpochBatches(LABELS, 2, world_size=4)
+def test_a_global_batch_smaller_than_two_per_process_is_a_config_error():
+    with pytest.raises(ConfigError, match="dataset.batch_size=7"):
+        EpochBatches(LABELS, 7, world_size=4)
 
 
 def test_eval_batches_cover_the_shard_in_order():

@@ -138,6 +138,7 @@ def test_multirun_then_report_gives_a_row_per_loss(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # a multirun of its own, beyond the suite's 10-minute budget (make test-heavy)
 def test_joblib_preset_runs_two_jobs_at_the_same_time(tmp_path):
     sweep = tmp_path / "sweep"
     result = run_multirun("hydra/launcher=joblib_cpu", "seed=0,1", "trainer.max_epochs=2", sweep_dir=sweep)
@@ -162,3 +163,62 @@ def test_optuna_search_runs_and_records_the_best_trial(tmp_path):
     assert len(runs) == 2
     # the value maximised is the one the task returned: the best validation balanced accuracy
     assert best["best_value"] == pytest.approx(max(r["best_val"] for r in runs))
+
+
+# -- one job's outcome, a re-launched sweep ------------------------------------------------------------
+# one epoch of two batches; optimizer.lr=1e30 makes the loss overflow at once
+TINY_JOB = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "dataset.test_per_class=10",
+            "lr_schedule.warmup_epochs=0"]  # fmt: skip
+
+
+def _job_files(sweep_dir: Path) -> dict[str, bytes]:
+    """The jobs' files, but their logs and locks (which hold the PID of the last process to take them)."""
+    jobs = (p for p in sorted(sweep_dir.glob("*/**/*")) if p.is_file())
+    return {str(p): p.read_bytes() for p in jobs if p.suffix not in (".log", ".lock")}
+
+
+@pytest.mark.heavy
+def test_a_diverging_job_is_recorded_the_sweep_goes_on_and_a_relaunch_needs_auto_or_overwrite(tmp_path):
+    sweep = tmp_path / "sweep"
+    jobs = ["optimizer.lr=1e30,0.1", *TINY_JOB]
+    result = run_multirun(*jobs, sweep_dir=sweep)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("The sweep goes on.") == 1
+    diverged, finished = summaries(sweep)
+    assert diverged["status"] == "diverged" and "became" in diverged["reason"] and "test" not in diverged
+    assert finished["status"] == "finished" and finished["test"]["balanced_acc"] is not None
+    written = _job_files(sweep)
+
+    again = run_multirun(*jobs, sweep_dir=sweep)  # the same sweep launched again into its directory
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert "holds the outputs of an earlier run" in again.stderr and "ckpt_path=auto" in again.stderr
+    requeued = run_multirun(*jobs, "ckpt_path=auto", sweep_dir=sweep)
+    assert requeued.returncode == 0, requeued.stderr[-3000:]
+    assert "nothing was run" in requeued.stderr and "holds a finished run, left as it is" in requeued.stderr
+    assert _job_files(sweep) == written
+
+    replaced = run_multirun(*jobs, "overwrite=true", "seed=1", sweep_dir=sweep)
+    assert replaced.returncode == 0, replaced.stderr[-3000:]
+    assert [(s["status"], s["seed"]) for s in summaries(sweep)] == [("diverged", 1), ("finished", 1)]
+
+
+@pytest.mark.heavy
+def test_an_optuna_search_records_a_diverged_trial_as_failed_and_goes_on(tmp_path):
+    search = tmp_path / "conf" / "hparams_search" / "lr_diverges.yaml"
+    search.parent.mkdir(parents=True)
+    search.write_text(
+        "# @package _global_\n"
+        "defaults:\n  - override /hydra/sweeper: optuna\n  - override /hydra/sweeper/sampler: grid\n"
+        "hydra:\n  sweeper:\n    direction: maximize\n    n_trials: 2\n    n_jobs: 1\n"
+        "    params:\n      optimizer.lr: choice(1e30, 0.1)\n"
+    )
+    sweep = tmp_path / "sweep"
+    searchpath = f"hydra.searchpath=[file://{search.parent.parent}]"
+    result = run_multirun(searchpath, "+hparams_search=lr_diverges", *TINY_JOB, sweep_dir=sweep)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = summaries(sweep)
+    assert sorted(r["status"] for r in runs) == ["diverged", "finished"]
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    (finished,) = (r for r in runs if r["status"] == "finished")
+    assert best["best_params"] == {"optimizer.lr": 0.1}
+    assert best["best_value"] == pytest.approx(finished["test"]["balanced_acc"])

@@ -3,11 +3,13 @@ and ``logger=wandb`` on a machine without credentials writes an offline run quic
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from lt_bench.loggers import (
     run_identity,
     run_tags,
     server_reachable,
+    start_or_offline,
     sweep_group,
     wandb_host,
 )
@@ -72,6 +75,40 @@ def test_explicit_modes_win_in_order_config_then_environment():
 def test_online_without_a_key_falls_back_to_offline_instead_of_prompting():
     mode, reason = choose_wandb_mode("online", {}, credentials=False, reachable=never)
     assert mode == "offline" and "wandb login" in reason
+
+
+def test_online_with_an_unreachable_server_falls_back_to_offline_instead_of_waiting():
+    # a node without DNS: wandb itself would wait 90 s, then fail with a CommError traceback
+    for requested, env in (("online", {}), (None, {"WANDB_MODE": "online"})):
+        mode, reason = choose_wandb_mode(requested, env, credentials=True, reachable=lambda: False)
+        assert mode == "offline" and "=online but the W&B server is not reachable" in reason
+
+
+class FakeLogger:
+    """Stands in for WandbLogger: ``experiment`` starts the run, online failing as a garbage server's
+    wandb.init does (the CommError text wandb 0.31 gives after its init timeout)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+    @property
+    def experiment(self):
+        import wandb
+
+        if self.mode == "online":
+            raise wandb.errors.CommError(
+                'Timed out while retrying: Post "http://127.0.0.1:1/graphql": net/http: HTTP/1.x transport '
+                'connection broken: malformed HTTP response "garbage"\nConsider increasing the init_timeout'
+            )
+        return "run"
+
+
+def test_a_server_that_does_not_start_the_run_means_offline_with_the_reason():
+    logger, mode, reason = start_or_offline(FakeLogger, "online", "WANDB_MODE=online")
+    assert (logger.mode, mode) == ("offline", "offline")
+    assert reason.startswith("W&B did not start the run online: Timed out while retrying")
+    assert "\n" not in reason  # one line
+    assert start_or_offline(FakeLogger, "offline", "no W&B API key")[1:] == ("offline", "no W&B API key")
 
 
 def test_unknown_mode_is_a_config_error():
@@ -253,6 +290,7 @@ def test_cli_run_logs_the_final_tables(offline_cli_run):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # a multirun of its own, beyond the suite's 10-minute budget (make test-heavy)
 def test_multirun_jobs_get_one_wandb_run_each(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
@@ -263,3 +301,76 @@ def test_multirun_jobs_get_one_wandb_run_each(tmp_path):
     runs = [list((sweep / job / "wandb").glob("offline-run-*")) for job in ("0", "1")]
     assert [len(r) for r in runs] == [1, 1]
     assert runs[0][0].name.split("-")[-1] != runs[1][0].name.split("-")[-1]  # distinct run ids
+
+
+# -- a server that is not W&B (real processes, a local socket: the network is never touched) ----------
+@contextlib.contextmanager
+def garbage_server():
+    """A local TCP server that accepts connections and answers every request with garbage."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except (TimeoutError, OSError):
+                continue
+            with connection, contextlib.suppress(OSError):
+                connection.settimeout(2)
+                connection.recv(65536)
+                connection.sendall(b"garbage\r\n\r\nnot W&B\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+def online_cli_run(base_url: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, Path, float]:
+    home = tmp_path / "home"
+    home.mkdir()
+    run_dir = tmp_path / "run"
+    env = {**offline_env(home), "PYTHONPATH": str(ROOT), "WANDB_MODE": "online", "WANDB_API_KEY": "k" * 40}
+    env["WANDB_BASE_URL"] = base_url
+    command = ["-m", "lt_bench", *FAST, "trainer.max_epochs=1", "logger=wandb", f"hydra.run.dir={run_dir}"]
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    return result, run_dir, time.monotonic() - start
+
+
+@pytest.mark.faults
+def test_a_server_that_accepts_tcp_but_is_not_wandb_means_an_offline_run(tmp_path):
+    with garbage_server() as port:
+        result, run_dir, elapsed = online_cli_run(f"http://127.0.0.1:{port}", tmp_path)
+    print(f"\nWANDB_MODE=online, garbage server: the run took {elapsed:.1f} s (init timeout 20 s)")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if "wandb sync" in x]
+    assert "offline (W&B did not start the run online:" in line
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1
+    assert (run_dir / "summary.json").exists()
+    assert elapsed < 150
+
+
+@pytest.mark.faults
+def test_online_with_nothing_listening_means_an_offline_run_at_once(tmp_path):
+    with socket.socket() as probe:  # a port nothing listens on once closed: refused, as without DNS
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result, run_dir, elapsed = online_cli_run(f"http://127.0.0.1:{port}", tmp_path)
+    print(f"\nWANDB_MODE=online, nothing listening: the run took {elapsed:.1f} s")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (line,) = [x for x in result.stderr.splitlines() if "wandb sync" in x]
+    assert "offline (WANDB_MODE=online but the W&B server is not reachable)" in line
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1

@@ -28,9 +28,9 @@ from omegaconf import DictConfig
 from lt_bench.data.files import FileData, FileSource
 from lt_bench.data.memory import MemoryData
 from lt_bench.data.profiles import long_tail_splits
-from lt_bench.data.samplers import EpochBatches, EvalBatches, SamplingFn
+from lt_bench.data.samplers import EpochBatches, EvalBatches, SamplingFn, check_training_epoch
 from lt_bench.data.sources import ImageSource, load_source
-from lt_bench.errors import ConfigError
+from lt_bench.errors import ConfigError, DataError
 from lt_bench.schedules import Schedule
 
 # What a source returns -> the backend that serves it.
@@ -100,6 +100,12 @@ class LongTailDataModule(L.LightningDataModule):
             val_fraction=cfg.val_fraction,
             seed=drawn_by,
         )
+        for split, images in (("training", train), ("test", source.test)):
+            if len(images) == 0:  # found now, not after a whole run of training
+                raise DataError(
+                    f"dataset.source={cfg.source!r} gave an empty {split} split; check its files under "
+                    f"dataset.root={cfg.get('root')} and the dataset keys that select them"
+                )
         data = self.data = backend(source, train, val, cfg, self.seed)
         self.info = DataInfo(
             num_classes=data.num_classes,
@@ -126,8 +132,17 @@ class LongTailDataModule(L.LightningDataModule):
             return 0, 1
         return self.trainer.global_rank, self.trainer.world_size
 
+    def check_training(self, world_size: int, limit_train_batches: int | float | None = None) -> int:
+        """Batches per process per epoch; a ConfigError (one line with the numbers) when a run with these
+        settings would not train, or would hand BatchNorm a batch of one (:func:`check_training_epoch`)."""
+        d = self.cfg
+        return check_training_epoch(
+            self.prepare().train_size, d.batch_size, d.drop_last, world_size, limit_train_batches
+        )
+
     def train_dataloader(self):
         rank, world = self._ranks()
+        self.check_training(world, getattr(self.trainer, "limit_train_batches", None))
         batches = EpochBatches(
             self.data.train.labels,
             self.cfg.batch_size,

@@ -25,6 +25,7 @@ Expected files (nothing is ever downloaded):
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,7 +178,8 @@ def read_coco_list(path: Path, help_text: str) -> tuple[FileList, int]:
 
     Raises:
         DataError: unreadable json, missing keys, an image without (or with two different)
-            annotations, or a category id that is not an integer >= 0.
+            annotations, or a category id (of an annotation or of ``categories``) that is not an
+            integer >= 0.
     """
     try:
         with path.open() as f:
@@ -190,7 +192,7 @@ def read_coco_list(path: Path, help_text: str) -> tuple[FileList, int]:
         label_of: dict = {}
         for ann in data["annotations"]:
             image_id, category = ann["image_id"], ann["category_id"]
-            if not isinstance(category, int) or category < 0:
+            if not isinstance(category, int) or isinstance(category, bool) or category < 0:
                 raise DataError(
                     f"{path}: category_id {category!r} of image {image_id!r} is not an integer >= 0"
                 )
@@ -202,7 +204,10 @@ def read_coco_list(path: Path, help_text: str) -> tuple[FileList, int]:
                 raise DataError(f"{path}: image {image['id']!r} ({image['file_name']}) has no annotation")
             paths.append(str(image["file_name"]))
             labels.append(label_of[image["id"]])
-        category_ids = [int(c["id"]) for c in data.get("categories", [])]
+        category_ids = [c["id"] for c in data.get("categories", [])]
+        bad = [c for c in category_ids if not isinstance(c, int) or isinstance(c, bool) or c < 0]
+        if bad:
+            raise DataError(f"{path}: categories[].id {bad[0]!r} is not an integer >= 0; {help_text}")
     except (KeyError, TypeError) as err:
         raise DataError(f"{path}: malformed entry (missing {err}); {help_text}") from None
     if not paths:
@@ -237,22 +242,24 @@ def load_inat2018(
     return FileSource("inat2018", root, splits["train"], splits["val"], None, num_classes=max(classes))
 
 
-def missing_files(root: Path, files: FileList, limit: int | None = None) -> list[Path]:
-    """The listed images that are not files under ``root`` (checks the first ``limit``, or all)."""
-    paths = files.paths if limit is None else files.paths[:limit]
-    return [root / p for p in paths if not (root / p).is_file()]
+def missing_files(root: Path, files: FileList) -> list[Path]:
+    """The listed images that are not readable files under ``root`` (a stat each, nothing decoded)."""
+    paths = (root / p for p in files.paths)
+    return [path for path in paths if not (path.is_file() and os.access(path, os.R_OK))]
 
 
-def require_files(source: FileSource, limit: int | None = None) -> None:
-    """Raise one :class:`DataError` naming the first missing image of any split (and how many)."""
+def require_files(source: FileSource) -> None:
+    """Raise one :class:`DataError` naming the first missing or unreadable image of any split (and how
+    many): at start, so that a run does not stop in the middle of an epoch for a file that is not there."""
     for split, files in (("train", source.train), ("val", source.val), ("test", source.test)):
         if files is None:
             continue
-        missing = missing_files(source.root, files, limit)
+        missing = missing_files(source.root, files)
         if missing:
             raise DataError(
-                f"{source.name}: {len(missing)} {split} image(s) listed but not found under dataset.root="
-                f"{source.root}, e.g. {missing[0]}; the list paths must be relative to dataset.root"
+                f"{source.name}: {len(missing)} {split} image(s) listed but missing or unreadable under "
+                f"dataset.root={source.root}, e.g. {missing[0]}; the list paths must be relative to "
+                "dataset.root"
             )
 
 
@@ -277,6 +284,18 @@ def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float])
     return T.Compose([T.Resize(resize), T.CenterCrop(image_size), T.ToTensor(), T.Normalize(mean, std)])
 
 
+class ImageReadError(DataError):
+    """An image that does not decode, raised in a DataLoader worker.
+
+    torch re-raises a worker's exception in the main process as ``type(err)(text)``, the text holding the
+    worker's whole traceback; this class keeps only the original message, the traceback's last line, so
+    the run still stops with one line naming the file.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message.rstrip().rsplit(f"{type(self).__name__}: ", 1)[-1])
+
+
 class ImageFileDataset(Dataset):
     """Images read from ``root / path`` with PIL, as RGB, transformed.
 
@@ -298,7 +317,10 @@ class ImageFileDataset(Dataset):
             with Image.open(path) as img:
                 image = img.convert("RGB")
         except (OSError, ValueError) as err:
-            raise DataError(f"could not read image {path} ({type(err).__name__}: {err})") from None
+            raise ImageReadError(
+                f"could not read image {path} ({type(err).__name__}: {err}); replace the file, or remove its "
+                "line from the split list"
+            ) from None
         x = self.transform(image)
         label = int(self.files.labels[index])
         return (x, label, index) if self.with_index else (x, label)
@@ -345,7 +367,7 @@ class FileData:
             raise ConfigError(f"dataset.num_workers={cfg.num_workers} must be >= 0")
         if cfg.image_size < 8:
             raise ConfigError(f"dataset.image_size={cfg.image_size} must be >= 8 (224 for ImageNet-LT)")
-        require_files(source, limit=1)  # a wrong root fails here; `python -m lt_bench.data.check` checks all
+        require_files(source)  # every listed file, before training; `python -m lt_bench.data.check` decodes
         self.source, self.num_classes = source, source.num_classes
         self.train, self.val, self.test = train, val, source.test
         self.image_size, self.flip, self.num_workers = int(cfg.image_size), bool(cfg.flip), cfg.num_workers

@@ -83,18 +83,76 @@ def draw_epoch(labels: Tensor, seed: int, epoch: int, class_probs: Tensor | None
     return by_class[starts[cls] + within]
 
 
-def global_batches(order: Tensor, batch_size: int, drop_last: bool, *, world_size: int = 1) -> list[Tensor]:
-    """Cut an epoch order into global batches of ``batch_size`` (the last may be smaller).
+# BatchNorm cannot normalise a single sample in training mode (BatchNorm1d raises, BatchNorm2d on a 1x1 map
+# too): every process's share of every training batch holds at least this many.
+MIN_PER_PROCESS = 2
 
-    ``drop_last`` drops a final partial batch. With ``world_size > 1`` a final batch smaller than
-    ``world_size`` is dropped as well: some rank would get no sample of it, and every rank must take
-    the same number of steps (a collective waiting for a rank that has stopped hangs).
+
+def global_batches(order: Tensor, batch_size: int, drop_last: bool, *, world_size: int = 1) -> list[Tensor]:
+    """Cut an epoch order into global batches of ``batch_size``.
+
+    A final partial batch is dropped with ``drop_last``; without it, a final batch too small to give every
+    process :data:`MIN_PER_PROCESS` samples (fewer than ``MIN_PER_PROCESS * world_size``) is merged into
+    the batch before it, so no sample is left out of the epoch and no process ever gets a batch of one.
+    The rule depends on the numbers alone, so every rank cuts the same batches and takes the same number
+    of steps (a collective waiting for a rank that has stopped hangs).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1")
-    batches = list(order.split(batch_size))
-    if batches and ((drop_last and len(batches[-1]) < batch_size) or len(batches[-1]) < world_size):
-        batches.pop()
+    batches = list(order.split(batch_size)) if len(order) else []
+    if batches and len(batches[-1]) < batch_size:
+        if drop_last:
+            batches.pop()
+        elif len(batches) > 1 and len(batches[-1]) < MIN_PER_PROCESS * world_size:
+            rest = batches.pop()
+            batches[-1] = torch.cat([batches[-1], rest])
+    return batches
+
+
+def batches_per_epoch(n: int, batch_size: int, drop_last: bool, world_size: int = 1) -> int:
+    """How many batches :func:`global_batches` cuts from an epoch of ``n`` samples (every rank takes as
+    many steps)."""
+    full, rest = divmod(n, batch_size)
+    if rest and not drop_last and (full == 0 or rest >= MIN_PER_PROCESS * world_size):
+        full += 1
+    return full
+
+
+def check_training_epoch(
+    n: int,
+    batch_size: int,
+    drop_last: bool,
+    world_size: int = 1,
+    limit_train_batches: int | float | None = None,
+) -> int:
+    """The batches each process trains on per epoch (after ``trainer.limit_train_batches``).
+
+    Raises:
+        ConfigError: no batch at all (the run would report an untrained model as its result), or a
+            process's share of a batch below :data:`MIN_PER_PROCESS` samples (BatchNorm fails on it).
+    """
+    batches = batches_per_epoch(n, batch_size, drop_last, world_size)
+    if isinstance(limit_train_batches, float):
+        batches = int(batches * limit_train_batches)  # Lightning's rounding of a fraction
+    elif isinstance(limit_train_batches, int):
+        batches = min(batches, limit_train_batches)
+    smallest = min(batch_size, n) // world_size  # the smallest share of the smallest batch
+    numbers = (
+        f"training set {n} images, dataset.batch_size={batch_size} (the global batch), "
+        f"dataset.drop_last={str(drop_last).lower()}, {world_size} process(es) (trainer.devices), "
+        f"trainer.limit_train_batches={limit_train_batches}: {batches} batch(es) per process per epoch"
+    )
+    if smallest < MIN_PER_PROCESS:
+        raise ConfigError(
+            f"{numbers}, of as few as {smallest} image(s) per process; BatchNorm needs {MIN_PER_PROCESS} or "
+            f"more: raise dataset.batch_size to at least {MIN_PER_PROCESS * world_size}, or use fewer "
+            "trainer.devices"
+        )
+    if batches < 1:
+        raise ConfigError(
+            f"{numbers}, so the run would not train at all; lower dataset.batch_size, set "
+            "dataset.drop_last=false, or raise trainer.limit_train_batches"
+        )
     return batches
 
 
@@ -138,7 +196,8 @@ class EpochBatches:
     skips the batches already trained on.
 
     Raises:
-        ConfigError: a global batch smaller than the number of processes (some rank would get nothing).
+        ConfigError: an epoch without a batch, or a batch share below two samples
+            (:func:`check_training_epoch`).
     """
 
     def __init__(
@@ -152,11 +211,7 @@ class EpochBatches:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        if batch_size < world_size:
-            raise ConfigError(
-                f"dataset.batch_size={batch_size} is the global batch, shared by {world_size} processes; "
-                f"set it to at least {world_size}"
-            )
+        check_training_epoch(len(labels), batch_size, drop_last, world_size)
         self.labels = labels.cpu()
         self.batch_size, self.seed, self.sampling_fn = batch_size, seed, sampling_fn
         self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
@@ -184,8 +239,7 @@ class EpochBatches:
         return global_batches(order, self.batch_size, self.drop_last, world_size=self.world_size)
 
     def __len__(self) -> int:
-        full, rest = divmod(len(self.labels), self.batch_size)
-        return full + int(rest >= self.world_size and rest > 0 and not self.drop_last)
+        return batches_per_epoch(len(self.labels), self.batch_size, self.drop_last, self.world_size)
 
     def __iter__(self) -> Iterator[RankBatch]:
         n = len(self.labels)

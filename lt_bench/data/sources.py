@@ -265,6 +265,9 @@ def _cifar_dir(root: Path, layout: _CifarLayout) -> Path:
     )
 
 
+_REEXTRACT = "re-extract it from the official archive"
+
+
 def _read_cifar_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """One pickle batch as ``(data [N, 3072] uint8, labels [N] int64)``, checked."""
     try:
@@ -273,7 +276,7 @@ def _read_cifar_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.
     except Exception as err:  # any unpickling failure means the file is not a CIFAR batch
         raise DataError(
             f"could not read CIFAR batch {path} ({type(err).__name__}: {err}); the file is damaged "
-            "or not a CIFAR python pickle, re-extract it from the official archive"
+            f"or not a CIFAR python pickle; {_REEXTRACT}"
         ) from None
     if not isinstance(batch, dict):
         raise DataError(f"CIFAR batch {path} holds a {type(batch).__name__}, expected a dict")
@@ -289,6 +292,8 @@ def _read_cifar_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.
     labels = np.asarray(entry(label_key))
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise DataError(f"CIFAR batch {path}: 'data' has shape {data.shape}, expected (N, 3072)")
+    if data.shape[0] == 0:
+        raise DataError(f"CIFAR batch {path} holds no images; {_REEXTRACT}")
     if data.dtype != np.uint8:
         if data.size and (data.min() < 0 or data.max() > 255):
             raise DataError(f"CIFAR batch {path}: pixel values outside 0..255")
@@ -440,6 +445,8 @@ def _read_idx_split(root: Path, kind: str, split: str) -> TensorSplit:
         raise DataError(
             f"idx file {images_path}: shape {images.shape}, expected 3 dimensions (N, rows, cols)"
         )
+    if len(images) == 0:
+        raise DataError(f"idx file {images_path} holds no images; the file is damaged, get it again")
     if labels.ndim != 1 or len(labels) != len(images):
         raise DataError(
             f"idx file {labels_path}: shape {labels.shape}, expected ({len(images)},), one label per image "
@@ -518,7 +525,9 @@ def _read_svhn(path: Path, root: Path) -> TensorSplit:
             f"SVHN file {path}: X has shape {x.shape} for {len(y)} labels, expected (H, W, 3, N) with N = "
             "the number of labels"
         )
-    if y.size and (y.min() < 1 or y.max() > 10):
+    if len(y) == 0:
+        raise DataError(f"SVHN file {path} holds no images; the file is damaged, get it again")
+    if y.min() < 1 or y.max() > 10:
         raise DataError(f"SVHN file {path}: labels outside 1..10 (10 stands for the digit 0)")
     if x.dtype != np.uint8:
         x = np.clip(x, 0, 255).astype(np.uint8)

@@ -1,0 +1,205 @@
+"""The run directory: one run at a time in it, never a fresh run over an earlier one's outputs, a finished
+run left as it is, and the ``.hydra/`` files written by the run that writes the summary.
+
+A run is finished once its ``summary.json`` exists: it is written atomically, after training and testing
+(or, for a run that diverged, with ``status: diverged`` and the reason).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from lt_bench.atomic import atomic_write
+from lt_bench.checkpointing import CHECKPOINT_DIR, config_changes, last_checkpoint
+from lt_bench.errors import ConfigError, LtBenchError, TrainingDiverged
+
+SUMMARY = "summary.json"
+LOCK = ".lt_bench.lock"
+HYDRA_DIR = ".hydra"
+# What a run writes into its directory (lt_bench.train, lt_bench.outputs, the loggers, lt_bench.atomic's
+# temporary files): a fresh run must not mix with these, and they are what overwrite=true removes. Logs
+# (*.log) are appended to, never removed; files of other programs are never touched.
+OUTPUTS = (
+    SUMMARY,
+    CHECKPOINT_DIR,
+    "confusion_*.npy",
+    "per_class_accuracy.png",
+    "reliability.png",
+    "schedule.png",
+    "metrics.csv",
+    "hparams.yaml",
+    "tensorboard",
+    "wandb",
+    HYDRA_DIR,
+    ".*.tmp",
+)
+
+
+class RunDirInUse(LtBenchError):
+    """Another process holds the run directory's lock."""
+
+
+# -- one run at a time ---------------------------------------------------------------------------------
+@contextlib.contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    """Hold a lock on ``<run dir>/.lt_bench.lock`` for the duration; a second run is refused at once.
+
+    A POSIX record lock (``lockf``), not ``flock``: it belongs to the process, so the kernel releases it
+    the moment the holder dies, however it ends (``kill -9`` included), and processes forked from the holder
+    (DataLoader workers, which outlive a killed parent by seconds) do not keep it. The file stays, holding
+    the last holder's PID; it never blocks a later run. Nothing else may open it in the holding process:
+    closing any descriptor of the file drops a POSIX lock.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "not yet written"
+            raise RunDirInUse(
+                f"{run_dir} is in use by another lt_bench run (PID {holder}); wait for it to end, or give "
+                "this run a directory of its own (hydra.run.dir=NEW_DIR)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+# -- finished runs ---------------------------------------------------------------------------------------
+def continues_here(ckpt_path: str | None, run_dir: Path) -> bool:
+    """Whether ``ckpt_path`` (as given: ``auto``, ``last`` or a file) continues the run in ``run_dir``."""
+    if ckpt_path is None:
+        return False
+    if ckpt_path in ("auto", "last"):
+        return True
+    return Path(ckpt_path).resolve().is_relative_to(run_dir.resolve())
+
+
+def finished_summary(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The summary of the finished run that this command would continue, or None (nothing to continue, or
+    not finished). A finished run continued under another configuration is refused: the command is not
+    the job that wrote it."""
+    path = run_dir / SUMMARY
+    if not continues_here(cfg.ckpt_path, run_dir) or not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(
+            f"{path} is not readable ({err}); it is left as it is: restore it, or start the run over with "
+            "overwrite=true and no ckpt_path"
+        ) from None
+    changes = config_changes(summary.get("config") or {}, OmegaConf.to_container(cfg, resolve=True))
+    if changes:
+        raise ConfigError(
+            f"{run_dir} holds a finished run with other settings ({'; '.join(changes)}); it is left as it "
+            f"is. To train it further, start a new run from its checkpoint: {_train_further(run_dir)}"
+        )
+    return summary
+
+
+def finished_outcome(summary: dict[str, Any], run_dir: Path) -> float | None:
+    """The finished run's outcome, as when it ended: its objective (and one line saying it is finished), or,
+    for a run that diverged, the same :class:`TrainingDiverged`."""
+    if summary.get("status") == "diverged":
+        raise TrainingDiverged(f"{summary.get('reason')} (recorded in {run_dir / SUMMARY}; nothing was run)")
+    print(
+        f"lt_bench: {run_dir} holds a finished run, left as it is; its results: {run_dir / SUMMARY}. To "
+        f"train it further, start a new run from its checkpoint: {_train_further(run_dir)}",
+        file=sys.stderr,
+    )
+    return objective(summary)
+
+
+def _train_further(run_dir: Path) -> str:
+    return f"ckpt_path={last_checkpoint(run_dir)} hydra.run.dir=NEW_DIR"
+
+
+def objective(summary: dict[str, Any]) -> float:
+    """The figure a sweeper optimises: the selected model's validation score, else the test balanced
+    accuracy (no validation split)."""
+    if summary.get("best_val") is not None:
+        return float(summary["best_val"])
+    return float(summary["test"]["balanced_acc"])
+
+
+# -- never over an earlier run ---------------------------------------------------------------------------
+def earlier_outputs(run_dir: Path) -> list[Path]:
+    return [p for pattern in OUTPUTS for p in sorted(run_dir.glob(pattern))]
+
+
+def refuse_overwrite_of_a_continued_run(ckpt_path: str | None, overwrite: bool, run_dir: Path) -> None:
+    if overwrite and continues_here(ckpt_path, run_dir):
+        raise ConfigError(
+            f"overwrite=true starts the run in {run_dir} over, but ckpt_path={ckpt_path} continues it; "
+            "drop one of the two"
+        )
+
+
+def outputs_to_replace(
+    run_dir: Path, resume_from: str | None, ckpt_path: str | None, overwrite: bool
+) -> list[Path]:
+    """The earlier outputs this run replaces (to remove before it writes any), or :class:`ConfigError` when
+    it must not: a run that starts over (``resume_from`` None, or a checkpoint of another directory) in a
+    directory that holds another run's outputs needs ``overwrite=true``. A requeued ``ckpt_path=auto`` job
+    that was stopped before its first checkpoint starts over without it: its leftovers are its own."""
+    if resume_from is not None and Path(resume_from).resolve().is_relative_to(run_dir.resolve()):
+        return []
+    earlier = earlier_outputs(run_dir)
+    if not earlier or overwrite or ckpt_path == "auto":
+        return earlier
+    names = ", ".join(p.name for p in earlier[:4]) + (", ..." if len(earlier) > 4 else "")
+    raise ConfigError(
+        f"{run_dir} holds the outputs of an earlier run ({names}); continue it with ckpt_path=auto, start "
+        "over in a new directory (hydra.run.dir=NEW_DIR; hydra.sweep.dir=NEW_DIR in a multirun), or replace "
+        "it with overwrite=true"
+    )
+
+
+def remove(paths: list[Path]) -> None:
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+# -- .hydra/ -------------------------------------------------------------------------------------------
+def hydra_files(cfg: DictConfig) -> dict[str, str]:
+    """``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml`` as Hydra writes them at a job's start
+    (the task config before anything resolves it), for :func:`write_hydra_files`.
+
+    The config sets ``hydra.output_subdir: null``, so Hydra writes none of them before lt_bench has
+    checked the command; lt_bench.train writes them beside ``summary.json``, so a refused command, however
+    late it is refused, leaves the files of the run in its directory as they are (the report and
+    lt_bench.eval read them). Outside Hydra, or when a command sets ``hydra.output_subdir`` itself (Hydra
+    has then written them there), there are none to write.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized() or HydraConfig.get().output_subdir is not None:
+        return {}
+    hydra_cfg = HydraConfig.instance().cfg
+    nodes = {"config.yaml": cfg, "hydra.yaml": hydra_cfg, "overrides.yaml": hydra_cfg.hydra.overrides.task}
+    return {name: OmegaConf.to_yaml(node) for name, node in nodes.items()}
+
+
+def write_hydra_files(run_dir: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        atomic_write(run_dir / HYDRA_DIR / name, lambda f, text=text: f.write(text))
