@@ -42,7 +42,9 @@ class Job:
         return f"{self.table}/{self.row}/{self.value}/seed{self.seed}"
 
 
-def jobs_of(spec: dict, only: set[str] | None, rows: set[str] | None = None) -> list[Job]:
+def jobs_of(
+    spec: dict, only: set[str] | None, rows: set[str] | None = None, seeds: set[int] | None = None
+) -> list[Job]:
     """Every job of the named tables and rows, seed-major so that each row gets its first seed early."""
     jobs = []
     for table, t in spec.items():
@@ -56,7 +58,7 @@ def jobs_of(spec: dict, only: set[str] | None, rows: set[str] | None = None) -> 
             )
         key, values = t.get("sweep", {}).get("key"), t.get("sweep", {}).get("values", [None])
         for seed, value, (row, row_overrides) in itertools.product(t["seeds"], values, t["rows"].items()):
-            if rows and row not in rows:
+            if (rows and row not in rows) or (seeds and seed not in seeds):
                 continue
             swept = [] if key is None else [f"{key}={value}"]
             overrides = (*t.get("common", []), *row_overrides, *swept, f"seed={seed}")
@@ -109,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("spec", type=Path)
     parser.add_argument("--only", default=None, help="comma-separated tables to run")
     parser.add_argument("--rows", default=None, help="comma-separated rows to run (of the --only tables)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds to run")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--results", type=Path, default=ROOT / "results")
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/lt_bench_tables"))
@@ -121,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         spec,
         set(args.only.split(",")) if args.only else None,
         set(args.rows.split(",")) if args.rows else None,
+        {int(k) for k in args.seeds.split(",")} if args.seeds else None,
     )
     if args.list:
         for job in jobs:

@@ -246,6 +246,17 @@ def test_a_resumed_csv_logger_appends_and_a_failed_rewrite_keeps_the_rows(tmp_pa
     assert [row["epoch"] for row in _metrics(run_dir)] == ["0", "1", "2"]  # Lightning's would be empty
 
 
+def test_every_row_the_run_logs_is_on_disk_at_once(tmp_path):
+    """What a kill -9 could lose is only what was never logged: the run's CSV logger writes each row as it
+    is logged (Lightning's default keeps 100 steps' rows in memory)."""
+    from lt_bench.loggers import build_logger
+
+    logger = build_logger(make_config(), tmp_path)
+    logger.log_metrics({"val/top1": 0.5, "epoch": 0}, step=3)
+    logger.log_metrics({"train/loss": 1.5, "epoch": 0}, step=4)
+    assert [(row["epoch"], row["step"]) for row in _metrics(tmp_path)] == [("0", "3"), ("0", "4")]
+
+
 def test_rows_logged_after_the_resumed_checkpoint_are_forgotten(tmp_path):
     (tmp_path / "metrics.csv").write_text("epoch,step,val/top1\n0,2,0.1\n1,5,0.2\n2,8,0.3\n,9,\n")
     forget_logged_metrics(tmp_path, 2)
