@@ -9,8 +9,9 @@ What a resumed run needs and where it comes from:
   progress: Lightning's own checkpoint.
 - the best model so far (score, epoch, file): :class:`BestCheckpoint`'s state, by file name, so it holds in
   whichever run directory the checkpoint is resumed in (:func:`prepare_checkpoint_dir` brings the file).
-- the running training loss of an epoch a SIGTERM interrupted, and that epoch's logged schedule values:
-  :class:`EpochInProgress`.
+- the running training loss (and loss terms) of an epoch a SIGTERM interrupted:
+  :class:`lt_bench.methods.base.EpochSums`, saved with the module; the resumed epoch logs its schedule
+  values again (``LongTailModule.on_train_start``).
 - epoch order, crops, mixing lambdas: counters of ``(seed, epoch, step)``, nothing to save.
 - position inside an epoch (in-memory data): :class:`lt_bench.data.memory.TrainLoader`'s ``state_dict``,
   which Lightning stores with the loop state.
@@ -35,7 +36,6 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import OmegaConf
 
 from lt_bench.atomic import atomic_write
@@ -475,37 +475,3 @@ class LatestCheckpoint(ModelCheckpoint):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         pass
-
-
-# -- an epoch a SIGTERM interrupted ----------------------------------------------------------------------
-# the module's running sums of the epoch's training loss (LongTailModule) and loss terms (ARConvL, RIDE),
-# logged as epoch means at the epoch's end
-RUNNING_SUMS = ("_epoch_loss", "_epoch_samples", "_epoch_terms", "_epoch_term_samples")
-RUNNING_SUMS_KEY = "lt_bench_epoch_sums"
-
-
-class EpochInProgress(L.Callback):
-    """A run resumed inside an epoch logs that epoch's figures as the uninterrupted run does.
-
-    The epoch's ``train/loss`` (and loss terms) are means over all its batches: the running sums of the
-    batches before the interruption travel in the checkpoint. Its ``schedule/*`` values are logged when
-    an epoch starts, which a resumed epoch does not do again in Lightning: they are logged on resuming.
-    """
-
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        checkpoint[RUNNING_SUMS_KEY] = {
-            k: getattr(pl_module, k) for k in RUNNING_SUMS if hasattr(pl_module, k)
-        }
-
-    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        if trainer.state.fn != TrainerFn.FITTING:  # testing the best checkpoint continues no epoch
-            return
-        for key, value in (checkpoint.get(RUNNING_SUMS_KEY) or {}).items():
-            setattr(pl_module, key, value.to(pl_module.device) if isinstance(value, torch.Tensor) else value)
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.fit_loop.restarted_mid_epoch:
-            return
-        epoch, counts = trainer.current_epoch, pl_module.info.class_counts
-        values = {f"schedule/{k}": float(v) for k, v in pl_module.schedule.values(epoch, counts).items()}
-        pl_module.log_dict(values, on_step=False, on_epoch=True, sync_dist=False)

@@ -21,7 +21,6 @@ from lt_bench import rundir
 from lt_bench.checkpointing import (
     AtomicCheckpointIO,
     BestCheckpoint,
-    EpochInProgress,
     LatestCheckpoint,
     ResumeState,
     check_resumable,
@@ -76,7 +75,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[L.Trai
     )
     checkpoint = latest
     config = OmegaConf.to_container(cfg, resolve=True)
-    callbacks: list = [latest, ResumeState(config), EpochInProgress(), StopOnSigterm(last)]
+    callbacks: list = [latest, ResumeState(config), StopOnSigterm(last)]
     if has_val:
         checkpoint = BestCheckpoint(
             dirpath=last.parent,

@@ -261,7 +261,7 @@ def test_loss_terms_are_logged_once_per_epoch_as_batch_weighted_means(monkeypatc
     module.on_train_epoch_end()
     for name in ("margin", "centre", "region", "distribution"):
         mean = (4 * per_step[0][name] + 2 * per_step[1][name]) / 6
-        assert logged[f"train/loss_{name}"] == pytest.approx(mean, rel=1e-6)
+        assert float(logged[f"train/loss_{name}"]) == pytest.approx(mean, rel=1e-6)
     assert {"arconvl/beta", "arconvl/sigma2", "radius/2"} <= set(logged)
     logged.clear()
     module.on_train_epoch_end()  # the sums start again with the next epoch

@@ -110,9 +110,6 @@ class ARConvLMethod(LongTailModule):
             )
         self.register_buffer("alpha", class_alpha(info.class_counts), persistent=False)
         self.register_buffer("log_prior", log_prior(info.class_counts), persistent=False)
-        # the epoch's loss terms x batch size, summed on the device, and the samples they cover
-        self._epoch_terms: Tensor | None = None
-        self._epoch_term_samples = 0
 
     # -- construction -------------------------------------------------------------------------------
     def build_model(self) -> tuple[nn.Module, nn.Module]:
@@ -148,18 +145,9 @@ class ARConvLMethod(LongTailModule):
                 self.cfg.method.gamma,
             )
         parts = torch.stack([terms.margin, terms.centre, terms.region, terms.distribution]).detach()
-        self._add_to_epoch_terms(parts, len(y))
+        self.epoch_sums.add("train/loss_", parts, len(y), names=TERM_NAMES)
         self.loss_terms = dict(zip(TERM_NAMES, parts.unbind(), strict=True))
         return terms.total
-
-    def _add_to_epoch_terms(self, parts: Tensor, n: int) -> None:
-        """The four terms summed on the device (two ops per step), logged once per epoch as
-        ``train/loss_{term}`` by :meth:`on_train_epoch_end`. A per-step ``self.log_dict`` of them cost
-        ~1.1 ms of host time (2-core CPU host, in a running Trainer), more than the four terms' own
-        forward and backward (~0.9 ms); the base class's ``_add_to_epoch_loss`` does this for the total."""
-        weighted = parts * n
-        self._epoch_terms = weighted if self._epoch_terms is None else self._epoch_terms + weighted
-        self._epoch_term_samples += n
 
     def region_state(self) -> dict[str, float]:
         """``beta``, ``sigma^2``, the mean radius and each ``R_j`` at the current parameters."""
@@ -175,11 +163,6 @@ class ARConvLMethod(LongTailModule):
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
-        if self._epoch_terms is not None:
-            means = (self._epoch_terms / self._epoch_term_samples).tolist()  # the epoch's one host sync
-            terms = {f"train/loss_{name}": v for name, v in zip(TERM_NAMES, means, strict=True)}
-            self.log_dict(terms, on_step=False, on_epoch=True, sync_dist=False)
-        self._epoch_terms, self._epoch_term_samples = None, 0
         self.log_dict(self.region_state(), on_step=False, on_epoch=True, sync_dist=False)
 
     def on_train_end(self) -> None:

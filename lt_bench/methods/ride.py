@@ -108,8 +108,6 @@ class RIDEMethod(LongTailModule):
         experts = self.head.num_experts
         self.expert_val_metrics = nn.ModuleList(self.new_metrics() for _ in range(experts))
         self.expert_test_metrics = nn.ModuleList(self.new_metrics() for _ in range(experts))
-        self._epoch_terms: Tensor | None = None
-        self._epoch_term_samples = 0
 
     # -- construction -------------------------------------------------------------------------------
     def build_model(self) -> tuple[nn.Module, ExpertHeads]:
@@ -164,22 +162,9 @@ class RIDEMethod(LongTailModule):
                 logits, classification, self.temperatures(epoch), self.diversity_weight, self.diversity_scale
             )
         parts = torch.stack([terms.classification, terms.diversity]).detach()
-        self._add_to_epoch_terms(parts, len(y))
+        self.epoch_sums.add("train/loss_", parts, len(y), names=TERM_NAMES)
         self.loss_terms = dict(zip(TERM_NAMES, parts.unbind(), strict=True))
         return terms.total
-
-    def _add_to_epoch_terms(self, parts: Tensor, n: int) -> None:
-        weighted = parts * n
-        self._epoch_terms = weighted if self._epoch_terms is None else self._epoch_terms + weighted
-        self._epoch_term_samples += n
-
-    def on_train_epoch_end(self) -> None:
-        super().on_train_epoch_end()
-        if self._epoch_terms is not None:
-            means = (self._epoch_terms / self._epoch_term_samples).tolist()
-            terms = {f"train/loss_{name}": v for name, v in zip(TERM_NAMES, means, strict=True)}
-            self.log_dict(terms, on_step=False, on_epoch=True, sync_dist=False)
-        self._epoch_terms, self._epoch_term_samples = None, 0
 
     # -- evaluation --------------------------------------------------------------------------------
     @property
