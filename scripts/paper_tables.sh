@@ -40,7 +40,8 @@ mkdir -p "$OUT"/{baselines,ppl,phase,logit_adjustment,arconvl}
   for q in 10 100; do
     echo "arconvl ce_q$q $ARC dataset.imbalance_factor=$q loss=ce"
     echo "arconvl la_q$q $ARC dataset.imbalance_factor=$q loss=la"
-    echo "arconvl arconvl_q$q experiment=arconvl dataset.imbalance_factor=$q"
+    # run before the recipe took the authors' momentum-free step: kept with the momentum it was run with
+    echo "arconvl arconvl_q$q experiment=arconvl optimizer.momentum=0.9 dataset.imbalance_factor=$q"
   done
 } | xargs -P 2 -L 1 bash -c 'row "$@"' _
 "$PY" scripts/results_tables.py "$OUT"

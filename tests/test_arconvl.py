@@ -208,7 +208,11 @@ def test_radius_lr_factor():
 
 def test_module_head_groups_and_learning_rates():
     cfg = make_config(
-        "experiment=arconvl", "trainer.max_epochs=50", "method.latent_dim=2", "optimizer.weight_decay=5e-4"
+        "experiment=arconvl",
+        "trainer.max_epochs=50",
+        "method.latent_dim=2",
+        "optimizer.weight_decay=5e-4",
+        "optimizer.momentum=0.9",  # not the recipe's 0: both groups must take the optimizer's momentum
     )
     module = arconvl_module(cfg)
     assert module.backbone.out_dim == 2 and module.head.centres.shape == (3, 2)
