@@ -19,14 +19,12 @@ from pathlib import Path
 from benchmarks.common import (
     NUM_CLASSES,
     Settings,
-    compose,
+    interleaved_steps,
     paired_ratio,
     run_alone,
     synthetic_data_overrides,
-    timed_fit,
     trainer_overrides,
 )
-from lt_bench.data.datamodule import LongTailDataModule
 
 METHODS = {"ce": ("method=standard", "loss=ce"), "arconvl": ("method=arconvl", "method.latent_dim=64")}
 PRECISIONS = {
@@ -51,16 +49,8 @@ def base_overrides(s: Settings) -> list[str]:
 
 
 def arconvl_steps(s: Settings, run_dir: Path) -> dict[str, list[float]]:
-    """Seconds per training step of every variant in every round, the variants interleaved in each."""
-    base = base_overrides(s)
-    datamodule = LongTailDataModule(compose(base).dataset, 0)
-    datamodule.prepare()
-    seconds: dict[str, list[float]] = {key: [] for key in VARIANTS}
-    for _ in range(s.rounds):
-        for key, overrides in VARIANTS.items():
-            cfg = compose([*base, *overrides])
-            seconds[key].append(timed_fit(s, cfg, datamodule, run_dir / key) / s.steps)
-    return seconds
+    """Seconds per training step of every variant in every round, interleaved."""
+    return interleaved_steps(s, base_overrides(s), VARIANTS, run_dir)
 
 
 def report_arconvl(s: Settings, seconds: dict[str, list[float]]) -> None:

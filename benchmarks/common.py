@@ -180,3 +180,20 @@ def run_alone(argv: list[str] | None, name: str, section: Callable[[Settings, Pa
     print(f"per variant and round {s.warmup} warm-up + {s.steps} timed steps; {s.rounds} rounds")
     with tempfile.TemporaryDirectory(prefix=f"lt_bench_{name}_") as tmp:
         section(s, Path(tmp))
+
+
+def interleaved_steps(
+    s: Settings, base: list[str], variants: dict[str, tuple[str, ...]], run_dir: Path
+) -> dict[str, list[float]]:
+    """Seconds per training step of every variant in every round, the variants interleaved in each, on one
+    datamodule built from ``base``."""
+    from lt_bench.data.datamodule import LongTailDataModule
+
+    datamodule = LongTailDataModule(compose(base).dataset, 0)
+    datamodule.prepare()
+    seconds: dict[str, list[float]] = {key: [] for key in variants}
+    for _ in range(s.rounds):
+        for key, overrides in variants.items():
+            cfg = compose([*base, *overrides])
+            seconds[key].append(timed_fit(s, cfg, datamodule, run_dir / key) / s.steps)
+    return seconds

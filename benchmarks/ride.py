@@ -22,10 +22,10 @@ from torch import nn
 from benchmarks.common import (
     Settings,
     compose,
+    interleaved_steps,
     paired_ratio,
     run_alone,
     synthetic_data_overrides,
-    timed_fit,
     trainer_overrides,
 )
 from lt_bench.data.datamodule import LongTailDataModule
@@ -107,15 +107,7 @@ def sizes(s: Settings) -> dict[str, Size]:
 
 def ride_steps(s: Settings, run_dir: Path) -> dict[str, list[float]]:
     """Seconds per training step of both variants in every round, interleaved."""
-    base = base_overrides(s)
-    datamodule = LongTailDataModule(compose(base).dataset, 0)
-    datamodule.prepare()
-    seconds: dict[str, list[float]] = {key: [] for key in VARIANTS}
-    for _ in range(s.rounds):
-        for key, overrides in VARIANTS.items():
-            cfg = compose([*base, *overrides])
-            seconds[key].append(timed_fit(s, cfg, datamodule, run_dir / key) / s.steps)
-    return seconds
+    return interleaved_steps(s, base_overrides(s), VARIANTS, run_dir)
 
 
 def report_ride(s: Settings, size: dict[str, Size], seconds: dict[str, list[float]]) -> None:
