@@ -131,20 +131,27 @@ def arconvl_table(results: Path) -> str:
 
 
 def significance(root: Path, qs: list[int]) -> str:
-    """Friedman over the q values (blocks), then Holm against ARConvL, on the no-momentum rows."""
-    names = [n for n, rows in ARCONVL_ROWS.items() if rows[0][0].endswith("no_momentum")]
-    blocks = []
-    for q in qs:
-        row = [mean_std(values(root / ARCONVL_ROWS[n][0][0] / f"q{q}", "test", "gmean")).mean for n in names]
-        if all(math.isfinite(v) for v in row):
-            blocks.append(row)
-    if len(blocks) < 2:
-        return f"Friedman/Holm over q: needs every method at two or more q values ({len(blocks)} so far)."
+    """Friedman over the q values (blocks), then Holm against ARConvL, on the no-momentum rows: every
+    method with runs at each q where ARConvL has them (a method not run at some q is left out, named)."""
+    rows = {n: r[0][0] for n, r in ARCONVL_ROWS.items() if r[0][0].endswith("no_momentum")}
+    means = {
+        (n, q): mean_std(values(root / row / f"q{q}", "test", "gmean")).mean for n, row in rows.items() for q in qs
+    }
+    blocks_q = [q for q in qs if math.isfinite(means["ARConvL", q])]
+    names = [n for n in rows if all(math.isfinite(means[n, q]) for q in blocks_q)]
+    left_out = [n for n in rows if n not in names]
+    if len(blocks_q) < 2 or len(names) < 3:
+        return (
+            "Friedman/Holm over q: needs ARConvL and two other methods at two or more q values "
+            f"({len(blocks_q)} q values, {len(names)} methods so far)."
+        )
+    blocks = [[means[n, q] for n in names] for q in blocks_q]
     test = friedman(blocks)
     posthoc = holm_vs_control(blocks, names.index("ARConvL"))
     lines = [
-        f"Friedman over {len(blocks)} q values (no-momentum rows): statistic {test.statistic:.3g}, "
-        f"p = {test.p:.3g} {test.note}".rstrip(),
+        f"Friedman over q = {', '.join(map(str, blocks_q))} (blocks; each cell the mean over its seeds; "
+        f"no-momentum rows{'; not run: ' + ', '.join(left_out) if left_out else ''}): "
+        f"statistic {test.statistic:.3g}, p = {test.p:.3g} {test.note}".rstrip(),
         "",
         "| vs ARConvL | rank diff | z | p | p (Holm) |",
         "|---|---:|---:|---:|---:|",

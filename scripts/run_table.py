@@ -8,7 +8,9 @@ overrides). A job is (table, row, sweep value, seed). A finished job is one whos
 stopped at any point (or the machine lost) and started again. Checkpoints stay in a scratch folder
 (``--scratch``, default /tmp/lt_bench_tables) and each job resumes there with ``ckpt_path=auto``; only
 summary.json and the resolved config (.hydra/config.yaml, overrides.yaml) are copied under results/.
-Runs use one torch thread each; ``--jobs 2`` runs two at a time (the brief's limit on 2 cores).
+Runs use one torch thread each; ``--jobs 2`` runs two at a time (the brief's limit on 2 cores). Runners
+started separately on the same table share it: a job whose run directory another run holds is passed
+over ("busy"), so a second runner takes the jobs the first has not reached.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from lt_bench.rundir import RunDirInUse, locked
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,7 +80,11 @@ def run(job: Job, results: Path, scratch: Path, python: str, cwd: Path) -> str:
     if (run_dir / "summary.json").exists():  # finished (summary.json is written last, atomically)
         _collect(run_dir, done)
         return f"collected {job.name}"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:  # several runners may share a table: each takes the jobs no other one is running
+        with locked(run_dir):
+            pass
+    except RunDirInUse:
+        return f"busy {job.name}: another runner has it"
     command = [
         python,
         "-m",
