@@ -135,7 +135,9 @@ def significance(root: Path, qs: list[int]) -> str:
     method with runs at each q where ARConvL has them (a method not run at some q is left out, named)."""
     rows = {n: r[0][0] for n, r in ARCONVL_ROWS.items() if r[0][0].endswith("no_momentum")}
     means = {
-        (n, q): mean_std(values(root / row / f"q{q}", "test", "gmean")).mean for n, row in rows.items() for q in qs
+        (n, q): mean_std(values(root / row / f"q{q}", "test", "gmean")).mean
+        for n, row in rows.items()
+        for q in qs
     }
     blocks_q = [q for q in qs if math.isfinite(means["ARConvL", q])]
     names = [n for n in rows if all(math.isfinite(means[n, q]) for q in blocks_q)]
