@@ -55,3 +55,25 @@ def test_friedman_and_holm_over_q_leave_out_methods_not_run_at_every_q(results: 
 def test_significance_waits_for_two_q_values(results: Path) -> None:
     text = fashion_tables.significance(results / "arconvl_fashion", [100])
     assert text.startswith("Friedman/Holm over q: needs ARConvL and two other methods")
+
+
+def write_lt_run(results: Path, table: str, row: str, seed: int, last: float, best: float | None) -> None:
+    folder = results / table / row / "all" / f"seed{seed}"
+    folder.mkdir(parents=True)
+    summary = {"test_last": {"balanced_acc": last}}
+    if best is not None:
+        summary["test_best_epoch"] = {"epoch": 7, "result": {"balanced_acc": best}}
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def test_long_table_shows_the_test_selected_epoch_and_judges_only_with_a_spread(tmp_path: Path) -> None:
+    write_lt_run(tmp_path, "fashion_lt_long", "ce", 0, 0.878, 0.882)
+    write_lt_run(tmp_path, "fashion_lt_long", "phase", 0, 0.886, 0.886)
+    text = fashion_tables.fashion_lt_table(tmp_path, "fashion_lt_long", fashion_tables.FASHION_LT_LONG_ROWS)
+    assert "test-selected epoch (optimistic)" in text.splitlines()[0]
+    assert "| PHASE | 1 | 88.6 | — | — | — | — | 88.6 | +0.8, one seed: no spread to judge by |" in text
+    # with two seeds each: PHASE 88.6 ± 0.0 against CE 87.85 ± 0.07 clears the spread (0.07)
+    write_lt_run(tmp_path, "fashion_lt_long", "ce", 1, 0.879, None)
+    write_lt_run(tmp_path, "fashion_lt_long", "phase", 1, 0.886, None)
+    text = fashion_tables.fashion_lt_table(tmp_path, "fashion_lt_long", fashion_tables.FASHION_LT_LONG_ROWS)
+    assert "| PHASE | 2 | 88.6 ± 0.0 |" in text and text.rstrip().endswith("| yes |")
