@@ -1,6 +1,7 @@
 """Run the jobs of a results table one by one, resumably, and keep each finished run's small outputs.
 
-    python scripts/run_table.py scripts/tables/fashion.yaml [--only TABLE[,TABLE]] [--jobs N] [--list]
+    python scripts/run_table.py scripts/tables/fashion.yaml [--only TABLE[,TABLE]] [--rows R,...]
+        [--seeds S,...] [--values V,...] [--jobs N] [--list]
 
 The YAML lists tables; each has shared overrides, seeds, optional swept values and its rows (name ->
 overrides). A job is (table, row, sweep value, seed). A finished job is one whose
@@ -47,7 +48,11 @@ class Job:
 
 
 def jobs_of(
-    spec: dict, only: set[str] | None, rows: set[str] | None = None, seeds: set[int] | None = None
+    spec: dict,
+    only: set[str] | None,
+    rows: set[str] | None = None,
+    seeds: set[int] | None = None,
+    values_: set[str] | None = None,
 ) -> list[Job]:
     """Every job of the named tables and rows, seed-major so that each row gets its first seed early."""
     jobs = []
@@ -62,7 +67,11 @@ def jobs_of(
             )
         key, values = t.get("sweep", {}).get("key"), t.get("sweep", {}).get("values", [None])
         for seed, value, (row, row_overrides) in itertools.product(t["seeds"], values, t["rows"].items()):
-            if (rows and row not in rows) or (seeds and seed not in seeds):
+            if (
+                (rows and row not in rows)
+                or (seeds and seed not in seeds)
+                or (values_ and str(value) not in values_)
+            ):
                 continue
             swept = [] if key is None else [f"{key}={value}"]
             overrides = (*t.get("common", []), *row_overrides, *swept, f"seed={seed}")
@@ -120,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=None, help="comma-separated tables to run")
     parser.add_argument("--rows", default=None, help="comma-separated rows to run (of the --only tables)")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds to run")
+    parser.add_argument("--values", default=None, help="comma-separated values of the swept key to run")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--results", type=Path, default=ROOT / "results")
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/lt_bench_tables"))
@@ -133,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         set(args.only.split(",")) if args.only else None,
         set(args.rows.split(",")) if args.rows else None,
         {int(k) for k in args.seeds.split(",")} if args.seeds else None,
+        set(args.values.split(",")) if args.values else None,
     )
     if args.list:
         for job in jobs:
