@@ -39,7 +39,11 @@ PUBLISHED = {
 ARCONVL_ROWS = {
     "CPL": [("cpl_no_momentum", "no momentum"), ("cpl_momentum", "momentum 0.9")],
     "GCPL": [("gcpl_no_momentum", "no momentum")],
-    "Focal": [("focal_no_momentum", "no momentum")],
+    "Focal": [
+        ("focal_no_momentum", "no momentum"),
+        ("focal_gamma1_no_momentum", "no momentum, gamma = 1 (check)"),
+        ("focal_inverse_no_momentum", "no momentum, alpha_j = n_max / n_j (check)"),
+    ],
     "CB": [("cb_no_momentum", "no momentum")],
     "CB Focal": [("cb_focal_no_momentum", "no momentum")],
     "LA": [("la_no_momentum", "no momentum"), ("la_momentum", "momentum 0.9")],
