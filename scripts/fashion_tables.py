@@ -39,10 +39,11 @@ PUBLISHED = {
 ARCONVL_ROWS = {
     "CPL": [("cpl_no_momentum", "no momentum"), ("cpl_momentum", "momentum 0.9")],
     "GCPL": [("gcpl_no_momentum", "no momentum")],
+    # the authors' main.py passes the class weights alpha_j = n_max / n_j to "our and focal loss"
     "Focal": [
-        ("focal_no_momentum", "no momentum"),
-        ("focal_gamma1_no_momentum", "no momentum, gamma = 1 (check)"),
-        ("focal_inverse_no_momentum", "no momentum, alpha_j = n_max / n_j (check)"),
+        ("focal_inverse_no_momentum", "no momentum, class weights n_max / n_j"),
+        ("focal_no_momentum", "no momentum, unweighted (check)"),
+        ("focal_gamma1_no_momentum", "no momentum, unweighted, gamma = 1 (check)"),
     ],
     "CB": [("cb_no_momentum", "no momentum")],
     "CB Focal": [("cb_focal_no_momentum", "no momentum")],
