@@ -38,7 +38,10 @@ def test_cells_show_mean_std_published_and_difference(results: Path) -> None:
     assert "88.5 ± 1.4 (n=2) / 88.5 ± 0.5 (+0.0)" in text
     assert "75.0 (n=1) / 75.1 ± 2.7 (-0.1)" in text
     # Focal q = 100: 70.0 against 77.5 ± 2.2 is 7.5 away, more than two published std
-    assert "70.0 (n=1) / 77.5 ± 2.2 (-7.5) **!**" in text and "Focal (no momentum, unweighted (check)), q = 100" in text
+    assert (
+        "70.0 (n=1) / 77.5 ± 2.2 (-7.5) **!**" in text
+        and "Focal (no momentum, unweighted (check)), q = 100" in text
+    )
 
 
 def test_friedman_and_holm_over_q_leave_out_methods_not_run_at_every_q(results: Path) -> None:
