@@ -22,6 +22,8 @@ import math
 import sys
 from pathlib import Path
 
+from scipy.stats import chi2
+
 from lt_bench.metrics import class_groups
 from lt_bench.stats import friedman, holm_vs_control, mean_std
 
@@ -165,6 +167,11 @@ def significance(root: Path, qs: list[int]) -> str:
         f"Friedman over q = {', '.join(map(str, blocks_q))} (blocks; each cell the mean over its seeds; "
         f"no-momentum rows{'; not run: ' + ', '.join(left_out) if left_out else ''}): "
         f"statistic {test.statistic:.3g}, p = {test.p:.3g} {test.note}".rstrip(),
+        "",
+        # identical rankings in every block give the largest statistic, n (k - 1)
+        f"With {len(blocks)} blocks and {len(names)} methods the smallest p this test can give is "
+        f"{chi2.sf(len(blocks) * (len(names) - 1), len(names) - 1):.3g} "
+        "(every block ranking the methods alike).",
         "",
         "| vs ARConvL | rank diff | z | p | p (Holm) |",
         "|---|---:|---:|---:|---:|",

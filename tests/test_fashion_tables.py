@@ -51,6 +51,8 @@ def test_friedman_and_holm_over_q_leave_out_methods_not_run_at_every_q(results: 
     # p = 0.317, 0.0455; Holm: 2 * 0.0455 = 0.091, then max(0.317, 0.091) = 0.317
     assert "q = 10, 100" in text and "not run: GCPL, Focal, CB, CB Focal" in text
     assert "statistic 4, p = 0.135" in text
+    # the largest statistic with n = 2, k = 3 is n (k - 1) = 4: this case, every block ranking alike
+    assert "With 2 blocks and 3 methods the smallest p this test can give is 0.135" in text
     assert "| LA | +1.00 | 1.00 | 0.317 | 0.317 |" in text
     assert "| CPL | +2.00 | 2.00 | 0.0455 | 0.091 |" in text
 
