@@ -40,7 +40,11 @@ PUBLISHED = {
 # paper row -> run rows (results/arconvl_fashion/<row>/q<q>/seed*/), each with its label
 ARCONVL_ROWS = {
     "CPL": [("cpl_no_momentum", "no momentum"), ("cpl_momentum", "momentum 0.9")],
-    "GCPL": [("gcpl_no_momentum", "no momentum")],
+    # Yang et al.'s code halves PL (tf.nn.l2_loss): their lambda 0.1 is lt_bench's 0.05
+    "GCPL": [
+        ("gcpl_no_momentum", "no momentum, lambda = 0.1"),
+        ("gcpl_half_no_momentum", "no momentum, lambda = 0.05 (Yang et al.'s PL has a 1/2; check)"),
+    ],
     # the authors' main.py passes the class weights alpha_j = n_max / n_j to "our and focal loss"
     "Focal": [
         ("focal_inverse_no_momentum", "no momentum, class weights n_max / n_j"),
