@@ -40,7 +40,7 @@ PUBLISHED = {
 # paper row -> run rows (results/arconvl_fashion/<row>/q<q>/seed*/), each with its label
 ARCONVL_ROWS = {
     "CPL": [("cpl_no_momentum", "no momentum"), ("cpl_momentum", "momentum 0.9")],
-    # Yang et al.'s code halves PL (tf.nn.l2_loss): their lambda 0.1 is lt_bench's 0.05
+    # Yang et al.'s code halves PL (tf.nn.l2_loss): if the paper's lambda 0.1 follows it, ours is 0.05
     "GCPL": [
         ("gcpl_no_momentum", "no momentum, lambda = 0.1"),
         ("gcpl_half_no_momentum", "no momentum, lambda = 0.05 (Yang et al.'s PL has a 1/2; check)"),
