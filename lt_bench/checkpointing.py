@@ -39,7 +39,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import OmegaConf
 
 from lt_bench.atomic import atomic_write
-from lt_bench.config import flatten_config, is_operational
+from lt_bench.config_nodes import flatten_config, is_operational
 from lt_bench.errors import ConfigError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -103,7 +103,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """``key: saved -> current`` for every setting that differs, execution-only keys aside (a resume may
-    change those: :data:`lt_bench.config.OPERATIONAL_KEYS`)."""
+    change those: :data:`lt_bench.config_nodes.OPERATIONAL_KEYS`)."""
     old, new = flatten_config(saved), flatten_config(current)
     keys = sorted(k for k in old.keys() | new.keys() if not is_operational(k))
     return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k)]

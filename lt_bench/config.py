@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import math
 import typing
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -29,6 +27,7 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from lt_bench.data.profiles import PROFILES
 from lt_bench.data.sources import source_keys
+from lt_bench.conf import CONF_DIR
 from lt_bench.errors import ConfigError
 from lt_bench.schedules import Schedule, schedule_of
 
@@ -147,33 +146,6 @@ class Config:
     plugins: list[str] = field(default_factory=list)  # modules imported first (their registrations)
 
 
-# Keys that change how a run is executed or reported, not what it computes: a resume may change them
-# (lt_bench.checkpointing) and the report does not group runs by them (lt_bench.report). An entry ending
-# in "." covers a whole node and the key that picks its option (``logger.`` covers ``logger=wandb``).
-OPERATIONAL_KEYS = (
-    "ckpt_path",
-    "overwrite",
-    "print_table",
-    "hydra.",
-    "logger.",
-    "dataset.root",
-    "dataset.split_dir",
-    "dataset.num_workers",
-    "trainer.accelerator",
-    "trainer.devices",
-    "trainer.strategy",
-    "trainer.enable_progress_bar",
-    "trainer.log_every_n_steps",
-    "trainer.channels_last",
-    "trainer.compile",
-)
-
-
-def is_operational(key: str) -> bool:
-    """Whether the dotted ``key`` is one of :data:`OPERATIONAL_KEYS` or lies under one."""
-    return any(key == k.rstrip(".") or key.startswith(k.rstrip(".") + ".") for k in OPERATIONAL_KEYS)
-
-
 def _epoch_fraction(fraction: str, max_epochs: int) -> int:
     """``${lt.epoch:0.8}`` -> int(0.8 * trainer.max_epochs): recipes stay proportional to run length."""
     return int(float(fraction) * int(max_epochs))
@@ -251,7 +223,6 @@ def _typed_nodes() -> tuple[tuple[str, type], ...]:
     )
 
 
-CONF = Path(__file__).resolve().parent / "conf"
 
 # Keys lt_bench.loggers reads with a default although the option's YAML does not set them (docs/sweeps.md
 # adds them with `+logger.tags=[...]`).
@@ -262,7 +233,7 @@ def _option_keys(group: str, name: str) -> list[str] | None:
     """The keys option ``name`` of the open ``group`` has: those its YAML in lt_bench/conf sets (a method's
     file holds its own keys only, under ``method:``), plus :data:`OPTIONAL_KEYS`. None for an option of a
     plugin's config path: its builder checks its keys."""
-    path = CONF / group / f"{name}.yaml"
+    path = CONF_DIR / group / f"{name}.yaml"
     if not path.is_file():
         return None
     node = OmegaConf.load(path)
@@ -609,23 +580,3 @@ def validate(cfg: DictConfig) -> None:
         )
     _check_trainer(cfg)
     _check_stage_switches(cfg)
-
-
-def params_of(node: DictConfig, drop: tuple[str, ...] = ("name",)) -> dict[str, Any]:
-    """A group node as plain keyword arguments, without its bookkeeping keys."""
-    container = OmegaConf.to_container(node, resolve=True)
-    assert isinstance(container, dict)
-    return {k: v for k, v in container.items() if k not in drop}
-
-
-def flatten_config(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config -> ``{"loss.gamma": 0.2, ...}`` (lists stay leaves): the W&B run table and the report
-    filter and group by flat keys."""
-    flat: dict[str, Any] = {}
-    for key, value in node.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flatten_config(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
-    return flat

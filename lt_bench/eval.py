@@ -41,7 +41,8 @@ from torch import Tensor, nn
 
 from lt_bench import config as config_module
 from lt_bench.checkpointing import CHECKPOINT_DIR, LAST, read_checkpoint
-from lt_bench.config import Config, is_operational, validate
+from lt_bench.config import Config, validate
+from lt_bench.config_nodes import is_operational
 from lt_bench.data.samplers import eval_shard
 from lt_bench.errors import ConfigError, one_line_errors
 from lt_bench.methods.base import CLASS_COUNTS_KEY

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
 
-from lt_bench.config import flatten_config
+from lt_bench.config_nodes import flatten_config
 from lt_bench.errors import ConfigError
 from lt_bench.metrics import CONFUSION_MAX_CLASSES, SCALAR_KEYS
 

@@ -3,7 +3,7 @@
 Finds every ``summary.json`` under DIR, reads each run's command-line overrides from the
 ``.hydra/overrides.yaml`` Hydra writes beside it (falling back to the resolved ``summary["config"]``),
 groups the runs by the swept keys except ``seed`` and the execution-only keys (``ckpt_path``, ``logger``,
-``trainer.devices``, ...: :data:`lt_bench.config.OPERATIONAL_KEYS`), and prints one row per group: mean ±
+``trainer.devices``, ...: :data:`lt_bench.config_nodes.OPERATIONAL_KEYS`), and prints one row per group: mean ±
 sample std (ddof=1) in percent, ``n`` runs, the best mean per column marked. Below it, a significance test
 over the seeds every group shares: Wilcoxon signed-rank for two groups, Friedman plus average ranks for
 three or more. Plots go to ``--out``: per-class accuracy against training count per group, and a heat map of
@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from lt_bench.config import flatten_config, is_operational
+from lt_bench.config_nodes import flatten_config, is_operational
 from lt_bench.plots import Curve, plot_per_class
 from lt_bench.stats import (
     MeanStd,
@@ -49,7 +49,7 @@ SPLITS = ("test", "test_last", "val", "test_best")
 TEST_BEST = "test_best"
 TEST_BEST_LABEL = "test-selected (optimistic)"
 FORMATS = ("md", "csv", "tex")
-# The seed is what we average over; the execution-only keys (lt_bench.config.OPERATIONAL_KEYS: ckpt_path,
+# The seed is what we average over; the execution-only keys (lt_bench.config_nodes.OPERATIONAL_KEYS: ckpt_path,
 # logger, trainer.devices, hydra.*, ...) never define a configuration either, so a resumed or re-logged
 # run stays in its configuration's group.
 NOT_SWEPT = ("seed",)
@@ -246,7 +246,7 @@ def load_runs(root: Path) -> tuple[list[Run], list[str]]:
 # -- grouping ------------------------------------------------------------------------------------------
 def swept_keys(runs: Sequence[Run]) -> list[str]:
     """Keys whose value differs across runs, minus the seed and the execution-only keys
-    (:func:`lt_bench.config.is_operational`), in command-line order.
+    (:func:`lt_bench.config_nodes.is_operational`), in command-line order.
 
     Candidates are the override keys; when no run has an overrides file, every key of the resolved config.
     """

@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from lt_bench.config import params_of
+from lt_bench.config_nodes import params_of
 from lt_bench.data.datamodule import DataInfo
 from lt_bench.errors import ConfigError
 from lt_bench.losses.arconvl import (

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from lt_bench.checkpointing import last_checkpoint
-from lt_bench.config import params_of
+from lt_bench.config_nodes import params_of
 from lt_bench.data.datamodule import DataInfo
 from lt_bench.errors import TrainingDiverged
 from lt_bench.losses import build_loss
