@@ -16,12 +16,12 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from benchmarks.cli import run_alone
 from benchmarks.common import (
     NUM_CLASSES,
     Settings,
     interleaved_steps,
     paired_ratio,
-    run_alone,
     synthetic_data_overrides,
     trainer_overrides,
 )

@@ -14,10 +14,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-import lt_bench
-from lt_bench.config import register
-
-CONF = Path(lt_bench.__file__).resolve().parent / "conf"
+from lt_bench.startup import compose
 
 
 @dataclass(frozen=True)
@@ -88,13 +85,12 @@ def paired_ratio(values: dict[str, list[float]], a: str, b: str) -> float:
     return statistics.median(x / y for x, y in zip(values[a], values[b], strict=True))
 
 
-def compose(overrides: list[str]) -> DictConfig:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    register()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides)
+def long_tailed_counts(total: int, classes: int, imbalance: float = 100.0) -> list[int]:
+    """CIFAR-LT's exponential profile scaled to ``total`` samples (head first; rounding goes to class 0)."""
+    share = [imbalance ** (-i / (classes - 1)) for i in range(classes)]
+    counts = [max(1, int(total * w / sum(share))) for w in share]
+    counts[0] += total - sum(counts)
+    return counts
 
 
 NUM_CLASSES = 10
@@ -149,12 +145,12 @@ def machine(device: torch.device) -> str:
 def timed_fit(s: Settings, cfg: DictConfig, datamodule, run_dir: Path) -> float:
     """Seconds of the timed window of one lt_bench run through its own build path: the composed config,
     ``build_method``, ``build_trainer`` (its checkpoint, resume and logger callbacks), ``trainer.fit``."""
-    from lt_bench.config import validate
     from lt_bench.methods import build_method
     from lt_bench.schedules import schedule_of
+    from lt_bench.startup import check
     from lt_bench.train import build_trainer
 
-    validate(cfg)
+    check(cfg)
     torch.manual_seed(0)
     model = build_method(cfg, datamodule.info, schedule_of(cfg.schedule))
     trainer, _ = build_trainer(cfg, run_dir, has_val=False)
@@ -164,22 +160,6 @@ def timed_fit(s: Settings, cfg: DictConfig, datamodule, run_dir: Path) -> float:
     if math.isnan(window.seconds):
         raise RuntimeError("lt_bench stopped before the last timed step")
     return window.seconds
-
-
-def run_alone(argv: list[str] | None, name: str, section: Callable[[Settings, Path], None]) -> None:
-    """``python -m benchmarks.NAME``: one section with ``make bench``'s options, in a scratch folder."""
-    import tempfile
-
-    from benchmarks.bench import parse_args
-    from lt_bench.train import _quiet_lightning
-
-    s = parse_args(argv)
-    _quiet_lightning()
-    torch.set_float32_matmul_precision("high")  # as lt_bench.train does
-    print(f"lt_bench bench: {machine(s.device)}")
-    print(f"per variant and round {s.warmup} warm-up + {s.steps} timed steps; {s.rounds} rounds")
-    with tempfile.TemporaryDirectory(prefix=f"lt_bench_{name}_") as tmp:
-        section(s, Path(tmp))
 
 
 def interleaved_steps(

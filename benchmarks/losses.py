@@ -9,8 +9,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from benchmarks.common import CONF, Settings, synchronize
-from lt_bench.config import params_of
+from benchmarks.common import Settings, long_tailed_counts, synchronize
+from lt_bench.conf import CONF_DIR
+from lt_bench.config_nodes import params_of
 from lt_bench.losses import build_loss
 from lt_bench.losses.prototype import PrototypeRegularised
 from lt_bench.methods.base import LOSS_USAGE_KEYS
@@ -18,18 +19,10 @@ from lt_bench.methods.base import LOSS_USAGE_KEYS
 LOSS_BATCH, LOSS_CLASSES = 128, 100
 
 
-def long_tailed_counts(total: int, classes: int, imbalance: float = 100.0) -> list[int]:
-    """CIFAR-LT's exponential profile scaled to ``total`` samples (head first; rounding goes to class 0)."""
-    share = [imbalance ** (-i / (classes - 1)) for i in range(classes)]
-    counts = [max(1, int(total * w / sum(share))) for w in share]
-    counts[0] += total - sum(counts)
-    return counts
-
-
 def conf_losses() -> list[tuple[str, DictConfig]]:
     """Every ``conf/loss`` option, with its ``after_e0`` parameters applied (vs_tla differs from vs there)."""
     losses = []
-    for path in sorted((CONF / "loss").glob("*.yaml")):
+    for path in sorted((CONF_DIR / "loss").glob("*.yaml")):
         node = OmegaConf.load(path)
         after = node.get("after_e0") or {}
         losses.append((path.stem, OmegaConf.merge(node, after)))

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import Settings, median_seconds
-from benchmarks.losses import long_tailed_counts
+from benchmarks.common import Settings, long_tailed_counts, median_seconds
 from lt_bench.methods.phase import mean_unit_similarity, msr_weights
 
 

@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchmarks.cli import run_alone
 from benchmarks.common import (
     Settings,
     compose,
     interleaved_steps,
     paired_ratio,
-    run_alone,
     synthetic_data_overrides,
     trainer_overrides,
 )

@@ -31,7 +31,6 @@ from benchmarks.common import (
     timed_fit,
     trainer_overrides,
 )
-from lt_bench.config import validate
 from lt_bench.data.datamodule import LongTailDataModule
 from lt_bench.data.memory import TrainLoader
 from lt_bench.data.samplers import EpochBatches
@@ -39,6 +38,7 @@ from lt_bench.data.sources import TensorSplit
 from lt_bench.methods import build_method
 from lt_bench.models import build_backbone
 from lt_bench.schedules import schedule_of
+from lt_bench.startup import check
 
 
 # -- the data every variant trains on --------------------------------------------------------------
@@ -75,7 +75,7 @@ def base_overrides(s: Settings) -> list[str]:
 
 def prepare(s: Settings, run_dir: Path) -> Bench:
     cfg = compose(base_overrides(s))
-    validate(cfg)
+    check(cfg)
     datamodule = LongTailDataModule(cfg.dataset, cfg.seed)
     datamodule.prepare()
     return Bench(s, cfg, datamodule, run_dir)
@@ -273,7 +273,7 @@ def epoch_seconds(
 
     cfg = compose([*base_overrides(s), *CIFAR10_LT, f"trainer.max_epochs={s.epochs}", *overrides])
     cfg.trainer.limit_train_batches = None
-    validate(cfg)
+    check(cfg)
     torch.manual_seed(0)
     trainer, _ = build_trainer(cfg, run_dir, has_val=False)
     starts = EpochStarts(s.device)

@@ -22,7 +22,6 @@ What a resumed run needs and where it comes from:
 from __future__ import annotations
 
 import contextlib
-import csv
 import random
 import shutil
 import sys
@@ -34,8 +33,6 @@ import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import OmegaConf
 
 from lt_bench.atomic import atomic_write
@@ -140,69 +137,9 @@ class ResumeState(L.Callback):
             )
 
 
-# -- metrics.csv ------------------------------------------------------------------------------------------
-class _KeptRowsWriter(ExperimentWriter):
-    """Lightning's CSV writer, except that it never deletes ``metrics.csv`` and rewrites it atomically.
-
-    Lightning's writer deletes an existing ``metrics.csv`` when it is created, and rewrites the file in
-    place when a new column appears (the test figures at the end): a kill during either loses the rows
-    logged before it. This one appends to the file, and a rewrite replaces it only once the new content is
-    on disk (:func:`lt_bench.atomic.atomic_write`).
-    """
-
-    def __init__(self, log_dir: str, columns: list[str]) -> None:
-        super().__init__(log_dir)
-        self.metrics_keys = sorted(columns)  # the file's header: appended rows follow it
-
-    def _check_log_dir_exists(self) -> None:
-        """Keeps the file (Lightning's deletes it)."""
-
-    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
-        _write_rows(Path(self.metrics_file_path), _read_rows(Path(self.metrics_file_path)), fieldnames)
-
-
-def _read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _write_rows(path: Path, rows: list[dict[str, str]], columns: list[str]) -> None:
-    def write(f: Any) -> None:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-
-    atomic_write(path, write)
-
-
-def keep_logged_metrics(logger: Any, run_dir: Path) -> None:
-    """A run resumed in its own directory keeps the ``metrics.csv`` rows logged before the interruption:
-    the CSV logger appends to the file instead of replacing it (:class:`_KeptRowsWriter`)."""
-    path = run_dir / ExperimentWriter.NAME_METRICS_FILE
-    if not isinstance(logger, CSVLogger) or Path(logger.log_dir) != run_dir or not path.is_file():
-        return
-    with path.open(newline="") as f:
-        columns = csv.DictReader(f).fieldnames or []
-    logger._experiment = _KeptRowsWriter(logger.log_dir, list(columns))  # what `logger.experiment` returns
-
-
-def forget_logged_metrics(run_dir: Path, from_epoch: int) -> None:
-    """Drop the ``metrics.csv`` rows of epochs ``from_epoch`` on: a kill can leave rows logged after the
-    checkpoint a resume starts from, and the resumed run logs those epochs (and a finished run's test
-    rows, at epoch ``max_epochs``) again."""
-    path = run_dir / ExperimentWriter.NAME_METRICS_FILE
-    if not path.is_file():
-        return
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        rows, columns = list(reader), list(reader.fieldnames or [])
-    kept = [row for row in rows if not row.get("epoch") or int(float(row["epoch"])) < from_epoch]
-    if len(kept) < len(rows):
-        _write_rows(path, kept, columns)
-
-
 # -- ckpt_path= ------------------------------------------------------------------------------------------
-def _looks_like(path: Path) -> str:
+def _what_the_file_is(path: Path) -> str:
+    """A diagnosis of a file that did not load as a checkpoint, for the error message."""
     with path.open("rb") as f:
         head = f.read(64).lstrip()
     if head.startswith(b"PK"):
@@ -220,7 +157,7 @@ def read_checkpoint(path: Path, fix: str) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:
-        raise ConfigError(f"{path} is {_looks_like(path)}; {fix}") from None
+        raise ConfigError(f"{path} is {_what_the_file_is(path)}; {fix}") from None
     if not isinstance(checkpoint, dict) or not {"state_dict", "loops", "epoch"} <= checkpoint.keys():
         kind = type(checkpoint)
         what = {dict: "a dict without state_dict, loops and epoch"}.get(kind, f"a {kind.__name__}")

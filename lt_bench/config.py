@@ -223,7 +223,6 @@ def _typed_nodes() -> tuple[tuple[str, type], ...]:
     )
 
 
-
 # Keys lt_bench.loggers reads with a default although the option's YAML does not set them (docs/sweeps.md
 # adds them with `+logger.tags=[...]`).
 OPTIONAL_KEYS = {("logger", "wandb"): ("tags", "job_type")}
@@ -401,7 +400,7 @@ def _stage_switch_fix(epochs: int, schedule: str) -> str:
     )
 
 
-def _check_stage_switches(cfg: DictConfig) -> None:
+def check_stage_switches(cfg: DictConfig, method_switches: list[str] | tuple[str, ...] = ()) -> None:
     """Everything that happens at ``schedule.e0`` must happen inside the run.
 
     Switches (a two-stage method's stage 2, ``loss.after_e0``, ``optimizer.rho_after`` and
@@ -409,17 +408,14 @@ def _check_stage_switches(cfg: DictConfig) -> None:
     never comes, at ``e0 = 0`` what comes before it never runs. A schedule that weights, re-samples or
     mixes by its progress needs ``e0 < max_epochs`` for a step (``e0 == e1``), ``e0 < max_epochs - 1``
     for a ramp (``p(E)`` is 0 up to ``e0``); from epoch 0 (``schedule=rw``, ``rs``, ``pb``) is fine.
-    A step learning-rate milestone at or after ``max_epochs`` never applies."""
-    # imported here: the methods pull in torch and Lightning, which the CLI loads after Hydra has parsed
-    from lt_bench.methods import METHODS
-    from lt_bench.methods.two_stage import TwoStageModule
+    A step learning-rate milestone at or after ``max_epochs`` never applies.
 
+    ``method_switches``: what the chosen method itself does at ``e0`` (a two-stage method's stage 2); the
+    method declares it (:meth:`lt_bench.methods.base.LongTailModule.stage_switches`) and calls this from
+    its ``check_config``, so this module needs no knowledge of the methods."""
     s, epochs = schedule_of(cfg.schedule), int(cfg.trainer.max_epochs)
     e0, e1 = s.e0, s.e1
-    method = cfg.method.name
-    switches = []
-    if method in METHODS and issubclass(METHODS.get(method), TwoStageModule):
-        switches.append(f"method={method} enters its second stage")
+    switches = list(method_switches)
     if cfg.loss.get("after_e0"):
         switches.append("loss.after_e0 takes effect")
     o = cfg.optimizer
@@ -579,4 +575,4 @@ def validate(cfg: DictConfig) -> None:
             f"config group '{group}' needs a 'name'; pick an option with {group}=NAME",
         )
     _check_trainer(cfg)
-    _check_stage_switches(cfg)
+    check_stage_switches(cfg)

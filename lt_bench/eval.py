@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from lt_bench import config as config_module
 from lt_bench.checkpointing import CHECKPOINT_DIR, LAST, read_checkpoint
-from lt_bench.config import Config, validate
+from lt_bench.config import Config
 from lt_bench.config_nodes import is_operational
 from lt_bench.data.samplers import eval_shard
 from lt_bench.errors import ConfigError, one_line_errors
@@ -49,8 +49,9 @@ from lt_bench.methods.base import CLASS_COUNTS_KEY
 from lt_bench.models.heads import CosineHead, PrototypeHead
 from lt_bench.outputs import format_result, print_table, write_run_outputs
 from lt_bench.posthoc import SAVABLE, Outputs, check_head, check_sweep, save_outputs, sweep
-from lt_bench.registry import import_plugins
-from lt_bench.train import _quiet_lightning, build_run, build_trainer, run_dir_of
+from lt_bench.rundir import run_dir_of_job
+from lt_bench.startup import start_process
+from lt_bench.train import build_run, build_trainer
 
 log = logging.getLogger("lt_bench.eval")  # not __main__ under python -m
 
@@ -310,12 +311,8 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str], run_dir: Path) -> dict[s
     )
     run_cfg = apply_overrides(stored_config(checkpoint, ckpt), cfg, overrides)
     run_cfg.ckpt_path = None
-    import_plugins(run_cfg.get("plugins") or [])
+    start_process(run_cfg)
     check_sweep(posthoc_taus(cfg), cfg.posthoc.select_by)  # a plugin's adjustment is known from here
-    validate(run_cfg)
-    _quiet_lightning()
-    L.seed_everything(run_cfg.seed, workers=True, verbose=False)
-    torch.set_float32_matmul_precision("high")
 
     counts = trained_class_counts(checkpoint, ckpt)
     if counts is None and changes_data(overrides):
@@ -435,7 +432,7 @@ def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     with one_line_errors():
-        evaluate(cfg, list(HydraConfig.get().overrides.task), run_dir_of(cfg))
+        evaluate(cfg, list(HydraConfig.get().overrides.task), run_dir_of_job())
 
 
 if __name__ == "__main__":

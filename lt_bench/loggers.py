@@ -11,6 +11,7 @@ next job of the same process starts a new one.
 
 from __future__ import annotations
 
+import csv
 import math
 import netrc
 import os
@@ -23,9 +24,12 @@ from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
 
+from lt_bench.atomic import atomic_write
 from lt_bench.config_nodes import flatten_config
 from lt_bench.errors import ConfigError
 from lt_bench.metrics import CONFUSION_MAX_CLASSES, SCALAR_KEYS
+
+METRICS_FILE = "metrics.csv"  # Lightning's CSVLogger file name (ExperimentWriter.NAME_METRICS_FILE)
 
 LOGGER_NAMES = ("csv", "tensorboard", "wandb")
 WANDB_MODES = ("online", "offline", "disabled")
@@ -308,3 +312,71 @@ def log_final(logger: Any, summary: Mapping[str, Any], confusion: Any = None) ->
     run.log(payload)
     run.summary.update(final_scalars(summary))
     run.finish()
+
+
+# -- metrics.csv: the file of record, kept whole through a resume ----------------------------------------
+def _kept_rows_writer(log_dir: str, columns: list[str]) -> Any:
+    """Lightning's CSV writer, except that it never deletes ``metrics.csv`` and rewrites it atomically.
+
+    Lightning's writer deletes an existing ``metrics.csv`` when it is created, and rewrites the file in
+    place when a new column appears (the test figures at the end): a kill during either loses the rows
+    logged before it. This one appends to the file, and a rewrite replaces it only once the new content is
+    on disk (:func:`lt_bench.atomic.atomic_write`).
+    """
+    from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+    class KeptRowsWriter(ExperimentWriter):
+        def __init__(self) -> None:
+            super().__init__(log_dir)
+            self.metrics_keys = sorted(columns)  # the file's header: appended rows follow it
+
+        def _check_log_dir_exists(self) -> None:
+            """Keeps the file (Lightning's deletes it)."""
+
+        def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+            path = Path(self.metrics_file_path)
+            _write_rows(path, _read_rows(path), fieldnames)
+
+    return KeptRowsWriter()
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_rows(path: Path, rows: list[dict[str, str]], columns: list[str]) -> None:
+    def write(f: Any) -> None:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+    atomic_write(path, write)
+
+
+def keep_logged_metrics(logger: Any, run_dir: Path) -> None:
+    """A run resumed in its own directory keeps the ``metrics.csv`` rows logged before the interruption:
+    the CSV logger appends to the file instead of replacing it (:func:`_kept_rows_writer`)."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    path = run_dir / METRICS_FILE
+    if not isinstance(logger, CSVLogger) or Path(logger.log_dir) != run_dir or not path.is_file():
+        return
+    with path.open(newline="") as f:
+        columns = csv.DictReader(f).fieldnames or []
+    logger._experiment = _kept_rows_writer(logger.log_dir, list(columns))  # what `logger.experiment` returns
+
+
+def forget_logged_metrics(run_dir: Path, from_epoch: int) -> None:
+    """Drop the ``metrics.csv`` rows of epochs ``from_epoch`` on: a kill can leave rows logged after the
+    checkpoint a resume starts from, and the resumed run logs those epochs (and a finished run's test
+    rows, at epoch ``max_epochs``) again."""
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        rows, columns = list(reader), list(reader.fieldnames or [])
+    kept = [row for row in rows if not row.get("epoch") or int(float(row["epoch"])) < from_epoch]
+    if len(kept) < len(rows):
+        _write_rows(path, kept, columns)

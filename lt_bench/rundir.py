@@ -1,5 +1,10 @@
-"""The run directory: one run at a time in it, never a fresh run over an earlier one's outputs, a finished
-run left as it is, and the ``.hydra/`` files written by the run that writes the summary.
+"""The run directory's one owner: one run at a time in it, never a fresh run over an earlier one's outputs,
+a finished run left as it is, and the ``.hydra/`` files written by the run that writes the summary.
+
+:func:`finished_run` and :func:`prepared` are what an entry point calls: the first answers "is there
+nothing to do?", the second locks the directory and decides fresh start, overwrite or resume, handing back
+a :class:`RunDirectory`; the entry point removes an earlier run's outputs (:meth:`RunDirectory.clear_earlier`)
+only once every check that needs no training has passed.
 
 A run is finished once its ``summary.json`` exists: it is written atomically, after training and testing
 (or, for a run that diverged, with ``status: diverged`` and the reason).
@@ -9,20 +14,24 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import fcntl
 import json
 import os
 import shutil
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from lt_bench.atomic import atomic_write
-from lt_bench.checkpointing import CHECKPOINT_DIR, config_changes, last_checkpoint
+from lt_bench.checkpointing import CHECKPOINT_DIR, config_changes, last_checkpoint, resolve_ckpt_path
 from lt_bench.errors import ConfigError, LtBenchError, TrainingDiverged
+
+log = logging.getLogger(__name__)
 
 SUMMARY = "summary.json"
 LOCK = ".lt_bench.lock"
@@ -30,7 +39,7 @@ HYDRA_DIR = ".hydra"
 # What a run writes into its directory (lt_bench.train, lt_bench.outputs, the loggers, lt_bench.atomic's
 # temporary files): a fresh run must not mix with these, and they are what overwrite=true removes. Logs
 # (*.log) are appended to, never removed; files of other programs are never touched.
-OUTPUTS = (
+RUN_FILES = (
     SUMMARY,
     CHECKPOINT_DIR,
     "confusion_*.npy",
@@ -141,7 +150,7 @@ def objective(summary: dict[str, Any]) -> float:
 
 # -- never over an earlier run ---------------------------------------------------------------------------
 def earlier_outputs(run_dir: Path) -> list[Path]:
-    return [p for pattern in OUTPUTS for p in sorted(run_dir.glob(pattern))]
+    return [p for pattern in RUN_FILES for p in sorted(run_dir.glob(pattern))]
 
 
 def refuse_overwrite_of_a_continued_run(ckpt_path: str | None, overwrite: bool, run_dir: Path) -> None:
@@ -203,3 +212,56 @@ def hydra_files(cfg: DictConfig) -> dict[str, str]:
 def write_hydra_files(run_dir: Path, files: dict[str, str]) -> None:
     for name, text in files.items():
         atomic_write(run_dir / HYDRA_DIR / name, lambda f, text=text: f.write(text))
+
+
+# -- what an entry point calls ---------------------------------------------------------------------------
+def run_dir_of_job() -> Path:
+    """The directory Hydra made for this job (``hydra.run.dir`` / the sweep's job folder); outside Hydra
+    (a test calling :func:`lt_bench.train.train` directly) ``outputs/manual``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path("outputs/manual")
+
+
+def finished_run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The summary of the finished run this command would only repeat (nothing to do then), or None.
+
+    Refuses ``overwrite=true`` together with a ``ckpt_path`` that continues the run in ``run_dir``, and a
+    finished run continued under other settings. Read on every rank: none may start training then."""
+    refuse_overwrite_of_a_continued_run(cfg.ckpt_path, cfg.overwrite, run_dir)
+    return finished_summary(cfg, run_dir)
+
+
+@dataclass
+class RunDirectory:
+    """A run directory prepared for one run: where it resumes from, and what it replaces."""
+
+    path: Path
+    resume_from: str | None  # the checkpoint the run continues, or None for a fresh start
+    earlier: list[Path] = field(default_factory=list)  # another run's outputs, replaced by this run
+    hydra_files: dict[str, str] = field(default_factory=dict)  # .hydra/*, written with the summary
+
+    def clear_earlier(self) -> None:
+        """Remove the earlier run's outputs: call it once every check that needs no training has passed."""
+        if self.earlier:
+            remove(self.earlier)
+            log.info("removed the earlier run's outputs: %s", ", ".join(p.name for p in self.earlier))
+            self.earlier = []
+
+    def write_hydra_files(self) -> None:
+        write_hydra_files(self.path, self.hydra_files)
+
+
+@contextlib.contextmanager
+def prepared(
+    cfg: DictConfig, run_dir: Path, hydra_files: dict[str, str], owner: bool = True
+) -> Iterator[RunDirectory]:
+    """Hold ``run_dir`` for one run: locked (by the ``owner``, rank 0 of a multi-process run), the
+    checkpoint to resume from resolved (``ckpt_path=``), and the earlier outputs a fresh start replaces
+    found — or :class:`ConfigError` when it must not replace them. Nothing is removed here."""
+    with locked(run_dir) if owner else contextlib.nullcontext():
+        resume_from = resolve_ckpt_path(cfg.ckpt_path, run_dir)
+        earlier = outputs_to_replace(run_dir, resume_from, cfg.ckpt_path, cfg.overwrite) if owner else []
+        yield RunDirectory(run_dir, resume_from, earlier, hydra_files)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,47 +23,31 @@ from lt_bench.checkpointing import (
     ResumeState,
     check_resumable,
     epochs_done,
-    forget_logged_metrics,
-    keep_logged_metrics,
     last_checkpoint,
     prepare_checkpoint_dir,
     read_checkpoint,
-    resolve_ckpt_path,
 )
-from lt_bench.config import validate
 from lt_bench.data.datamodule import LongTailDataModule
 from lt_bench.distributed import strategy_of
 from lt_bench.errors import ConfigError, TrainingDiverged
-from lt_bench.loggers import build_logger, log_final
+from lt_bench.loggers import build_logger, forget_logged_metrics, keep_logged_metrics, log_final
 from lt_bench.methods import build_method
 from lt_bench.metrics import LOWER_IS_BETTER
 from lt_bench.outputs import format_result, print_results, result_rows, write_json, write_run_outputs
-from lt_bench.registry import import_plugins
 from lt_bench.schedules import Schedule, plot_schedule, schedule_of
 from lt_bench.signals import StopOnSigterm, stop_cleanly_on_sigterm
+from lt_bench.startup import start_process
 
 log = logging.getLogger(__name__)
 
 
-def _quiet_lightning() -> None:
-    # Lightning's start-up chatter (GPU/TPU availability, model summary) buries the results table.
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*The number of training batches.*")
-    warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+def build_trainer(
+    cfg: DictConfig, run_dir: Path, has_val: bool, with_logger: bool = True
+) -> tuple[L.Trainer, ModelCheckpoint]:
+    """The Lightning trainer of a run and the checkpoint callback that selects its model.
 
-
-def run_dir_of(cfg: DictConfig) -> Path:
-    from hydra.core.hydra_config import HydraConfig
-
-    if HydraConfig.initialized():
-        return Path(HydraConfig.get().runtime.output_dir)
-    return Path("outputs/manual")
-
-
-def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[L.Trainer, ModelCheckpoint]:
+    ``with_logger=False``: no logger yet (``trainer.logger = build_logger(...)`` later), for a caller that
+    must not let a logger create files before the run directory is cleared."""
     t = cfg.trainer
     last = last_checkpoint(run_dir)
     # `save_last=True` writes last.ckpt only when another checkpoint is saved (a new best; with
@@ -108,7 +90,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[L.Trai
         enable_model_summary=False,
         num_sanity_val_steps=0,
         use_distributed_sampler=False,  # our samplers slice a global order per rank themselves
-        logger=build_logger(cfg, run_dir),
+        logger=build_logger(cfg, run_dir) if with_logger else False,
         callbacks=callbacks,
         default_root_dir=str(run_dir),
         plugins=[AtomicCheckpointIO()],
@@ -237,34 +219,28 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
 
     The run directory (:mod:`lt_bench.rundir`): a finished run that the command would continue is left as
     it is (its outcome returned again); otherwise the directory is locked for the run, and a run that
-    starts over there needs it free of another run's outputs, or ``overwrite=true``. Of the processes of a
-    multi-process run, rank 0 alone locks, clears and writes the directory.
+    starts over there needs it free of another run's outputs, or ``overwrite=true``; those are removed only
+    once every check that needs no training has passed. Of the processes of a multi-process run, rank 0
+    alone locks, clears and writes the directory.
     """
     started_at = time.time()
-    hydra_files = rundir.hydra_files(cfg)  # before validate() resolves cfg in place
-    import_plugins(cfg.get("plugins") or [])
-    validate(cfg)
-    _quiet_lightning()
-    run_dir = run_dir or run_dir_of(cfg)
-    rundir.refuse_overwrite_of_a_continued_run(cfg.ckpt_path, cfg.overwrite, run_dir)
-    finished = rundir.finished_summary(cfg, run_dir)  # read on every rank: none may start training then
+    hydra_files = rundir.hydra_files(cfg)  # before start_process() resolves cfg in place
+    start_process(cfg)
+    run_dir = run_dir or rundir.run_dir_of_job()
+    finished = rundir.finished_run(cfg, run_dir)
     if finished is not None:
         return rundir.finished_outcome(finished, run_dir)
     first_rank = rank_zero_only.rank == 0
 
-    with rundir.locked(run_dir) if first_rank else contextlib.nullcontext():
-        ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir)
-        replaced = (
-            rundir.outputs_to_replace(run_dir, ckpt_path, cfg.ckpt_path, cfg.overwrite) if first_rank else []
-        )
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
-        torch.set_float32_matmul_precision("high")
-
+    with rundir.prepared(cfg, run_dir, hydra_files, owner=first_rank) as directory:
+        ckpt_path = directory.resume_from
         schedule, datamodule, model = build_run(cfg)
         info, has_val = datamodule.info, datamodule.has_val
-        if replaced:  # only now that the command has passed every check that needs no training
-            rundir.remove(replaced)
-            log.info("removed the earlier run's outputs: %s", ", ".join(p.name for p in replaced))
+        trainer, checkpoint = build_trainer(cfg, run_dir, has_val, with_logger=False)
+        # before fit: under DDP, rank 0 refuses before it launches the other processes
+        datamodule.check_training(trainer.world_size, trainer.limit_train_batches)
+        directory.clear_earlier()  # only now that the command has passed every check that needs no training
+        trainer.logger = build_logger(cfg, run_dir)  # a logger writes files: after the earlier ones are gone
         start = f"resuming from {ckpt_path}" if ckpt_path else "fresh start"
         log.info("run directory %s; %s", run_dir, start)
         log.info(
@@ -275,9 +251,6 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
             info.val_size,
             info.test_size,
         )
-        trainer, checkpoint = build_trainer(cfg, run_dir, has_val)
-        # before fit: under DDP, rank 0 refuses before it launches the other processes
-        datamodule.check_training(trainer.world_size, trainer.limit_train_batches)
         realised_if, start_warnings = realised_imbalance(cfg.dataset, datamodule)
         if trainer.is_global_zero:
             for line in start_warnings:  # one line each, at start, on stderr (the log file gets it too)
@@ -299,19 +272,20 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
             with stop_cleanly_on_sigterm(trainer, run_dir):
                 summary = _fit_and_test(cfg, trainer, checkpoint, model, datamodule, ckpt_path)
         except TrainingDiverged as err:  # a result too: a requeue or a sweep must not train it again
+            err = TrainingDiverged(f"{err} {_kept_checkpoint(run_dir)}")
             if trainer.is_global_zero:
-                rundir.write_hydra_files(run_dir, hydra_files)
+                directory.write_hydra_files()
                 write_json(
                     run_dir / rundir.SUMMARY,
                     {"status": "diverged", "reason": str(err), **record, "finished_at": time.time()},
                 )
-            raise
+            raise err from None
         summary = {"status": "finished", **summary, **record, "finished_at": time.time()}
 
         if trainer.is_global_zero:
             # .hydra/ with the summary: the command that wrote the results describes them, never one refused
             # by a check made once training has started (a checkpoint that does not fit, say)
-            rundir.write_hydra_files(run_dir, hydra_files)
+            directory.write_hydra_files()
             # summary.json, confusion_*.npy beside it, per_class_accuracy.png, reliability.png
             confusion = write_run_outputs(run_dir, summary, info.class_counts)
             for label, result in result_rows(summary):
@@ -323,3 +297,11 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
                 print_results(summary, run_dir)
             log_final(trainer.logger, summary, confusion.get(summary["test"]["confusion"]))
     return rundir.objective(summary)
+
+
+def _kept_checkpoint(run_dir: Path) -> str:
+    """The sentence a divergence error ends with: what the user can resume from."""
+    last = last_checkpoint(run_dir)
+    if not last.exists():
+        return "No checkpoint was written yet."
+    return f"The last good checkpoint stays in {last}."

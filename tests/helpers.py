@@ -13,13 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from lt_bench.config import register
+from lt_bench.startup import compose
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "lt_bench" / "conf"
 
 # tiny, fast settings every end-to-end test starts from
 FAST = [
@@ -31,9 +29,7 @@ FAST = [
 
 
 def make_config(*overrides: str, fast: bool = True) -> DictConfig:
-    register()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=[*(FAST if fast else []), *overrides])
+    return compose([*(FAST if fast else []), *overrides])
 
 
 def run_cli(*args: str, run_dir: Path, timeout: float = 300, env: dict | None = None):

@@ -14,11 +14,11 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from lt_bench.config import validate
 from lt_bench.data.profiles import profile_counts
 from lt_bench.methods.base import LongTailModule
 from lt_bench.optim import build_optimizer, lr_factor
 from lt_bench.schedules import Schedule, schedule_of
+from lt_bench.startup import check
 from tests.helpers import make_config
 
 # the four CIFAR sets every CIFAR recipe runs on (dataset=...)
@@ -30,7 +30,7 @@ POOL = {"cifar10": [5000] * 10, "cifar100": [500] * 100}
 def recipe(*overrides: str) -> DictConfig:
     """The composed, validated and resolved config of ``overrides`` (no test shortcuts: full length)."""
     cfg = make_config(*overrides, fast=False)
-    validate(cfg)  # resolves every interpolation in place
+    check(cfg)  # resolves every interpolation in place
     return cfg
 
 

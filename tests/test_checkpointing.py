@@ -19,14 +19,13 @@ from lt_bench.checkpointing import (
     atomic_torch_save,
     check_resumable,
     config_changes,
-    forget_logged_metrics,
-    keep_logged_metrics,
     model_inputs,
     prepare_checkpoint_dir,
     resolve_ckpt_path,
 )
 from lt_bench.data.datamodule import DataInfo
 from lt_bench.errors import ConfigError
+from lt_bench.loggers import forget_logged_metrics, keep_logged_metrics
 from lt_bench.methods import build_method
 from lt_bench.schedules import schedule_of
 from tests.helpers import make_config

@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from lt_bench.config import register
+from lt_bench.conf import CONF_DIR as CONF
+from lt_bench.startup import compose
 from tests.recipe_tools import CIFAR
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "lt_bench" / "conf"
 SNAPSHOT = ROOT / "tests" / "data" / "recipes_snapshot.json"
 UPDATE = os.environ.get("LT_BENCH_UPDATE_SNAPSHOT", "") not in ("", "0")
 
@@ -90,12 +89,9 @@ def _compared(config: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def resolved() -> dict[str, dict[str, Any]]:
-    register()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        configs = {
-            name: OmegaConf.to_container(compose(config_name="config", overrides=overrides), resolve=True)
-            for name, overrides in RECIPES.items()
-        }
+    configs = {
+        name: OmegaConf.to_container(compose(overrides), resolve=True) for name, overrides in RECIPES.items()
+    }
     if UPDATE:
         SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
         SNAPSHOT.write_text(json.dumps(configs, indent=1, sort_keys=True) + "\n")

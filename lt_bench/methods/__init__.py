@@ -11,9 +11,14 @@ from lt_bench.methods.registry import METHODS
 from lt_bench.schedules import Schedule
 
 
+def check_method_config(cfg: DictConfig) -> None:
+    """The chosen method's own checks (:meth:`LongTailModule.check_config`), before any data are read."""
+    METHODS.get(cfg.method.name).check_config(cfg)
+
+
 def build_method(cfg: DictConfig, info: DataInfo, schedule: Schedule) -> LongTailModule:
     """The ``method=`` module for data ``info``, driven by the run's one ``schedule``."""
     return METHODS.get(cfg.method.name)(cfg, info, schedule)
 
 
-__all__ = ["METHODS", "build_method"]
+__all__ = ["METHODS", "build_method", "check_method_config"]

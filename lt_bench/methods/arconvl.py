@@ -82,8 +82,9 @@ def plot_regions(
 class ARConvLMethod(LongTailModule):
     """``method=arconvl``: prototype head, region/distribution/adaptive-margin losses, radius LR group."""
 
-    def __init__(self, cfg: DictConfig, info: DataInfo, schedule: Schedule) -> None:
-        super().__init__(cfg, info, schedule)
+    @classmethod
+    def check_config(cls, cfg: DictConfig) -> None:
+        super().check_config(cfg)
         m = cfg.method
         if cfg.loss.name != "ce":
             raise ConfigError(
@@ -108,6 +109,9 @@ class ARConvLMethod(LongTailModule):
                 "method=arconvl pulls features to their centres with its own distribution loss; drop "
                 "loss.prototype_weight (GCPL's term, for method=standard with loss.head=prototype)"
             )
+
+    def __init__(self, cfg: DictConfig, info: DataInfo, schedule: Schedule) -> None:
+        super().__init__(cfg, info, schedule)
         self.register_buffer("alpha", class_alpha(info.class_counts), persistent=False)
         self.register_buffer("log_prior", log_prior(info.class_counts), persistent=False)
 

@@ -9,7 +9,6 @@ narrow hooks: :meth:`param_groups`, :meth:`lr_lambdas`, :meth:`training_loss`, :
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -18,7 +17,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from lt_bench.checkpointing import last_checkpoint
+from lt_bench.config import check_stage_switches
 from lt_bench.config_nodes import params_of
 from lt_bench.data.datamodule import DataInfo
 from lt_bench.errors import TrainingDiverged
@@ -99,6 +98,19 @@ class EpochSums:
 
 
 class LongTailModule(L.LightningModule):
+    @classmethod
+    def check_config(cls, cfg: DictConfig) -> None:
+        """Refuse, with one :class:`ConfigError` line, a configuration this method cannot train as asked.
+
+        Called by :func:`lt_bench.startup.check` after :func:`lt_bench.config.validate` and before any
+        data are read; a method with keys or rules of its own overrides it (calling ``super()``)."""
+        check_stage_switches(cfg, cls.stage_switches(cfg))
+
+    @classmethod
+    def stage_switches(cls, cfg: DictConfig) -> list[str]:
+        """What this method does at ``schedule.e0`` (worded for an error message); none by default."""
+        return []
+
     def __init__(self, cfg: DictConfig, info: DataInfo, schedule: Schedule) -> None:
         super().__init__()
         self.cfg, self.info = cfg, info
@@ -310,15 +322,9 @@ class LongTailModule(L.LightningModule):
         values = self.schedule.values(self.current_epoch, self.info.class_counts)
         raise TrainingDiverged(
             f"the {self.cfg.loss.name} loss {params} became {loss.item()} at epoch {self.current_epoch}, "
-            f"step {batch_idx}{f' (terms {terms})' if terms else ''} (schedule values {values}); "
-            f"{self._kept_checkpoint()}. Lower optimizer.lr or check the loss parameters."
+            f"step {batch_idx}{f' (terms {terms})' if terms else ''} (schedule values {values}). "
+            "Lower optimizer.lr or check the loss parameters."
         )
-
-    def _kept_checkpoint(self) -> str:
-        last = last_checkpoint(Path(self.trainer.default_root_dir))
-        if not last.exists():
-            return "no checkpoint was written yet"
-        return f"the last good checkpoint stays in {last}"
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # A step can overflow the weights while its loss was still finite; saving them would replace the
@@ -327,8 +333,8 @@ class LongTailModule(L.LightningModule):
         if not bool(finite):
             raise TrainingDiverged(
                 f"the weights became non-finite during epoch {self.current_epoch} (after {self.global_step} "
-                f"optimizer steps) while the loss stayed finite; {self._kept_checkpoint()}. "
-                "Lower optimizer.lr or check the loss parameters."
+                f"optimizer steps) while the loss stayed finite. Lower optimizer.lr or check the loss "
+                "parameters."
             )
         checkpoint[EPOCH_SUMS_KEY] = self.epoch_sums.state_dict()
         if self.test_best is not None:

@@ -13,11 +13,9 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from lt_bench.data.datamodule import DataInfo
 from lt_bench.errors import ConfigError
 from lt_bench.methods.registry import METHODS
 from lt_bench.methods.two_stage import TwoStageModule
-from lt_bench.schedules import Schedule
 
 
 class ScaledHead(nn.Module):
@@ -38,13 +36,14 @@ class LearnableWeightScaling(TwoStageModule):
 
     reinit_head = False
 
-    def __init__(self, cfg: DictConfig, info: DataInfo, schedule: Schedule) -> None:
+    @classmethod
+    def check_config(cls, cfg: DictConfig) -> None:
+        super().check_config(cfg)
         if cfg.method.get("reinit_head", False):
             raise ConfigError(
                 "method=lws scales the classifier stage 1 trained; method.reinit_head=true would replace it "
                 "with a random one that stays frozen (re-initialising is method=crt)"
             )
-        super().__init__(cfg, info, schedule)
 
     def build_model(self) -> tuple[nn.Module, nn.Module]:
         backbone, head = super().build_model()

@@ -84,13 +84,17 @@ def msr_weights(
 class PhaseMethod(TwoStageModule):
     """``method=phase``: DAW (``loss=asl``) on the whole network, then MSR-weighted CE on the head."""
 
-    def __init__(self, cfg: DictConfig, info: DataInfo, schedule: Schedule) -> None:
-        super().__init__(cfg, info, schedule)
+    @classmethod
+    def check_config(cls, cfg: DictConfig) -> None:
+        super().check_config(cfg)
         m = cfg.method
         if not 0 <= m.alpha <= 1:
             raise ConfigError(f"method.alpha={m.alpha} must be in [0, 1] (0.8 in the paper)")
         if m.local_form not in LOCAL_FORMS:
             raise ConfigError(f"method.local_form={m.local_form!r}; choose one of: {', '.join(LOCAL_FORMS)}")
+
+    def __init__(self, cfg: DictConfig, info: DataInfo, schedule: Schedule) -> None:
+        super().__init__(cfg, info, schedule)
         # persistent, so a run resumed inside stage 2 uses the weights computed at e0
         self.register_buffer("sample_weights", torch.ones(info.train_size))
 

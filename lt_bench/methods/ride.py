@@ -93,12 +93,19 @@ def ride_settings(cfg: DictConfig) -> dict[str, Any]:
 
 
 @METHODS.register("ride")
-@METHODS.register("ppl_cri_ride")
+@METHODS.register(
+    "ppl_cri_ride"
+)  # CRI+PPW on this module: its conf/method/ppl_cri_ride.yaml picks loss and schedule
 class RIDEMethod(LongTailModule):
     """Multi-expert backbone + one head per expert; RIDE's loss; per-expert and ensemble metrics."""
 
+    @classmethod
+    def check_config(cls, cfg: DictConfig) -> None:
+        super().check_config(cfg)
+        ride_settings(cfg)
+
     def __init__(self, cfg: DictConfig, info: DataInfo, schedule: Schedule) -> None:
-        m = ride_settings(cfg)  # checked before anything is built
+        m = ride_settings(cfg)
         super().__init__(cfg, info, schedule)
         self.diversity_weight = float(m["diversity_weight"])
         self.diversity_temperature = float(m["diversity_temperature"])

@@ -18,6 +18,10 @@ from lt_bench.schedules import Schedule
 class TwoStageModule(LongTailModule):
     reinit_head: bool = False
 
+    @classmethod
+    def stage_switches(cls, cfg: DictConfig) -> list[str]:
+        return [f"method={cfg.method.name} enters its second stage"]
+
     def __init__(self, cfg: DictConfig, info: DataInfo, schedule: Schedule) -> None:
         super().__init__(cfg, info, schedule)
         self.register_buffer("stage2_entered", torch.tensor(False))
