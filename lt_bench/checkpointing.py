@@ -10,7 +10,7 @@ What a resumed run needs and where it comes from:
 - the best model so far (score, epoch, file): :class:`BestCheckpoint`'s state, by file name, so it holds in
   whichever run directory the checkpoint is resumed in (:func:`prepare_checkpoint_dir` brings the file).
 - the running training loss (and loss terms) of an epoch a SIGTERM interrupted:
-  :class:`lt_bench.methods.base.EpochSums`, saved with the module; the resumed epoch logs its schedule
+  :class:`lt_bench.epoch_sums.EpochSums`, saved with the module; the resumed epoch logs its schedule
   values again (``LongTailModule.on_train_start``).
 - epoch order, crops, mixing lambdas: counters of ``(seed, epoch, step)``, nothing to save.
 - position inside an epoch (in-memory data): :class:`lt_bench.data.memory.TrainLoader`'s ``state_dict``,

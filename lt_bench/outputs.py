@@ -19,6 +19,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from lt_bench import plots
 from lt_bench.atomic import atomic_write
 from lt_bench.metrics import GROUPS, SCALAR_KEYS
 from lt_bench.plots import Curve, plot_per_class
@@ -91,55 +92,46 @@ def write_run_outputs(
         write_npy(run_dir / name, np.asarray(matrix, dtype=np.int64))
     write_json(run_dir / "summary.json", summary)
     result = summary[key]
-    plot_run_per_class(result, class_counts, run_dir / "per_class_accuracy.png")
+    title = run_plot_title(summary, key)
+    plot_run_per_class(result, class_counts, run_dir / "per_class_accuracy.png", title)
     if result.get("calibration"):
-        plot_reliability(result["calibration"], run_dir / "reliability.png", f"{key} split")
+        plot_reliability(result["calibration"], run_dir / "reliability.png", title)
     return matrices
 
 
-def plot_run_per_class(result: dict[str, Any], class_counts: list[int], path: Path) -> None:
-    """Per-class test accuracy of one run against training count."""
+def plot_run_per_class(result: dict[str, Any], class_counts: list[int], path: Path, title: str = "") -> None:
+    """Per-class accuracy of one run against training count, titled with its balanced accuracy and
+    ``title``: which split and which model (:func:`run_plot_title`)."""
     accuracy = [math.nan if r is None else r for r in result["per_class"]]
-    title = f"per-class accuracy (balanced {_fmt(result.get('balanced_acc'))}%)"
-    plot_per_class([Curve("", class_counts, accuracy)], path, title)
+    heading = f"per-class accuracy (balanced {_fmt(result.get('balanced_acc'))}%)"
+    if title:  # on one line while it fits the figure's width
+        heading += (", " if len(heading) + len(title) < 80 else "\n") + title
+    plot_per_class([Curve("", class_counts, accuracy)], path, heading)
 
 
 def plot_reliability(calibration: dict[str, Any], path: Path, title: str = "") -> None:
-    """Reliability diagrams, all classes and per many/medium/few group: accuracy per confidence bin
-    against the diagonal of perfect calibration, the bins' share of samples shaded below."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, safe in any process
+    """Reliability diagrams, all classes and per many/medium/few group
+    (:func:`lt_bench.plots.reliability_figure`): accuracy per confidence bin, its gap to the mean
+    confidence, the share of samples per bin."""
+    diagrams = {name: calibration[name] for name in ("all", *GROUPS)}
+    plots.plot_reliability(diagrams, int(calibration["bins"]), path, title)
 
-    bins = int(calibration["bins"])
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    fig = Figure(figsize=(13, 3.6), layout="constrained")
-    axes = fig.subplots(1, 1 + len(GROUPS), sharey=True)
-    for ax, name in zip(axes, ("all", *GROUPS), strict=True):
-        diagram = calibration[name]
-        counts = np.asarray(diagram["count"], dtype=float)
-        accuracy = np.array([np.nan if a is None else a for a in diagram["accuracy"]])
-        confidence = np.array([np.nan if c is None else c for c in diagram["confidence"]])
-        width = 1 / bins
-        if counts.sum() > 0:
-            ax.bar(edges[:-1], counts / counts.sum(), width, align="edge", color="grey", alpha=0.35, zorder=1)
-        acc = np.nan_to_num(accuracy)
-        ax.bar(edges[:-1], acc, width, align="edge", edgecolor="k", lw=0.5, label="accuracy", zorder=2)
-        gap = np.nan_to_num(confidence - accuracy)
-        ax.bar(edges[:-1], gap, width, bottom=acc, align="edge", color="red", alpha=0.3, zorder=3,
-               label="gap to mean confidence")  # fmt: skip
-        ax.plot([0, 1], [0, 1], "k--", lw=1, zorder=4)
-        ece = diagram["ece"]
-        ax.set_title(f"{name}: ECE {_fmt(ece)}%  (n={int(counts.sum())})", fontsize=9)
-        ax.set_xlabel("confidence")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("accuracy; share of samples (grey)")
-    axes[0].legend(fontsize=7, loc="upper left")
-    if title:
-        fig.suptitle(f"reliability, {title}", fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+
+def run_plot_title(summary: dict[str, Any], key: str) -> str:
+    """Which split and which model the plots of ``summary[key]`` show: ``test split, best val/top1 model
+    (epoch 12)``, ``test split, final-epoch model (epoch 29)``, or after lt_bench.eval ``val split,
+    checkpoint of epoch 12``."""
+    if "checkpoint_epoch" in summary:  # lt_bench.eval: one checkpoint, evaluated on summary["split"]
+        epoch = summary.get("checkpoint_epoch")
+        return f"{key} split, checkpoint" + ("" if epoch is None else f" of epoch {epoch}")
+    selected_by = summary.get("selected_by", "last")
+    epoch = summary.get("best_epoch")
+    at = "" if epoch is None else f" (epoch {epoch})"
+    if key == "test" and selected_by != "last":
+        return f"{key} split, best {selected_by} model{at}"
+    if key in ("test", "test_last"):
+        return f"test split, final-epoch model{at if key == 'test' else ''}"
+    return f"{key} split"
 
 
 def _fmt(value: Any, key: str = "") -> str:

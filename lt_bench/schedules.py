@@ -281,15 +281,17 @@ def plot_schedule(schedule: Schedule, max_epochs: int, path: str | Path, lambda_
 
     Curves: ``p(E)``; the weight exponent ``alpha(E)`` when weighting; the sampling exponent ``q(E)``
     when re-sampling; Remix/PPmix's ``lambda_0 = lambda_x (1 - m)`` and ``lambda_1 = lambda_x (1 - m) + m``
-    (m the mixing progress) for ``lambda_x = 0.5`` when mixing.
+    (m the mixing progress) for ``lambda_x = 0.5`` when mixing. Epoch ticks are integers; drawn as every
+    lt_bench figure is (:func:`lt_bench.plots.new_figure`, :func:`lt_bench.plots.save_figure`).
     """
     if max_epochs < 1:
         raise ConfigError(f"trainer.max_epochs={max_epochs} must be >= 1 to plot the schedule")
-    # Figure without pyplot: no global state, no GUI backend, safe in any process
-    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    from lt_bench.plots import new_figure, save_figure
 
     epochs = list(range(max_epochs))
-    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    fig = new_figure(6.4, 4.0, left=0.7, right=0.25, bottom=0.55, top=0.35)
     ax = fig.add_subplot()
 
     def curve(values: list[float], label: str, **style: object) -> None:
@@ -318,10 +320,10 @@ def plot_schedule(schedule: Schedule, max_epochs: int, path: str | Path, lambda_
         f"schedule: [e0, e1] = [{schedule.e0}, {schedule.e1}], {schedule.form}, rho = {schedule.rho:g}, "
         f"delta = {schedule.delta:g}",
         fontsize=9,
+        y=1,  # a fixed position: no search for tick labels above the axes
     )
     ax.set_xlim(0, max(max_epochs - 1, 1))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)

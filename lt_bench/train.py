@@ -16,6 +16,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from lt_bench import rundir
+from lt_bench.best_test_epoch import BestTestEpoch
 from lt_bench.checkpointing import (
     AtomicCheckpointIO,
     BestCheckpoint,
@@ -67,6 +68,8 @@ def build_trainer(
             save_top_k=1,
         )
         callbacks.insert(0, checkpoint)
+    if t.get("track_test_best"):
+        callbacks.append(BestTestEpoch())
     if t.enable_progress_bar:
         callbacks.append(RichProgressBar(leave=False))
     kwargs: dict[str, Any] = {} if has_val else {"limit_val_batches": 0}
@@ -189,7 +192,8 @@ def _fit_and_test(
         trainer.validate(model, datamodule=datamodule, verbose=False)
     val_last = model.val_result
     # read before any test: loading the best checkpoint into the model would restore its older record
-    test_best = model.test_best_summary() if cfg.trainer.get("track_test_best") else None
+    tracker = next((c for c in trainer.callbacks if isinstance(c, BestTestEpoch)), None)
+    test_best = None if tracker is None else tracker.summary()
     trainer.test(model, datamodule=datamodule, verbose=False)
     test_last = model.test_result
     summary: dict[str, Any] = {

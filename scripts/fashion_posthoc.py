@@ -1,4 +1,4 @@
-"""The post-hoc rows of the README's Fashion-MNIST-LT table, from the CE runs' own checkpoints.
+"""The post-hoc rows of the Fashion-MNIST-LT table (docs/results.md), from the CE runs' own checkpoints.
 
     python scripts/fashion_posthoc.py [--scratch /tmp/lt_bench_tables] [--results results]
 

@@ -1,6 +1,8 @@
-"""The README's Fashion-MNIST tables from the runs `scripts/run_table.py scripts/tables/fashion.yaml` kept.
+"""docs/results.md's Fashion-MNIST tables, from the runs that `scripts/run_table.py` kept in results/.
 
-    python scripts/fashion_tables.py [--results results] [--readme README.md]
+    python scripts/fashion_tables.py [--results results] [--write [docs/results.md]]
+
+The runs are those of ``python scripts/run_table.py scripts/tables/fashion.yaml``.
 
 (1) ARConvL's Table 1 (Li et al., ECML PKDD 2023): test G-mean (%) of the best-validation-G-mean epoch,
 mean ± sample std over the seeds present, next to the published mean ± std (10 repeats) and the
@@ -10,8 +12,9 @@ values (each a block, mean over seeds), then Holm against ARConvL, as the paper 
 a method "beats CE" when its mean balanced accuracy exceeds CE's by more than the two standard deviations
 added (the seeds' spread).
 
-With ``--readme`` the block between ``<!-- fashion-tables:start -->`` and ``<!-- fashion-tables:end -->``
-is replaced; cells without runs show "—", so the tables fill in as runs land.
+Without ``--write`` the tables are printed. With ``--write`` (default file: docs/results.md) the block
+between ``<!-- fashion-tables:start -->`` and ``<!-- fashion-tables:end -->`` of that file is replaced and
+nothing else in it changes; cells without runs show "—", so the tables fill in as runs land.
 """
 
 from __future__ import annotations
@@ -82,6 +85,8 @@ POSTHOC = {"la": "post-hoc LA", "tau_norm": "τ-norm, bias kept", "tau_norm_nobi
 POSTHOC_TAUS = ("0", "0.5", "1", "1.5", "2")
 LT_METRICS = ("balanced_acc", "many", "medium", "few", "gmean")
 START, END = "<!-- fashion-tables:start -->", "<!-- fashion-tables:end -->"
+# where the tables are published (the repository's docs/results.md, whatever the working directory)
+RESULTS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 
 
 def values(folder: Path, split: str, metric: str) -> list[float]:
@@ -248,22 +253,37 @@ def render(results: Path) -> str:
     )
 
 
+def write_block(page: Path, text: str) -> bool:
+    """Replace the tables block of ``page`` with ``text``; False when the page has no block."""
+    content = page.read_text(encoding="utf-8")
+    if START not in content or END not in content:
+        return False
+    head, rest = content.split(START, 1)
+    _, tail = rest.split(END, 1)
+    page.write_text(f"{head}{START}\n{text}\n{END}{tail}", encoding="utf-8")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=Path("results"))
-    parser.add_argument("--readme", type=Path, default=None, help="rewrite the tables block of this file")
+    parser.add_argument(
+        "--write",
+        type=Path,
+        nargs="?",
+        const=RESULTS_PAGE,
+        default=None,
+        metavar="FILE",
+        help="rewrite the tables block of FILE (default: the repository's docs/results.md)",
+    )
     args = parser.parse_args(argv)
     text = render(args.results)
-    if args.readme is None:
+    if args.write is None:
         print(text)
         return 0
-    readme = args.readme.read_text()
-    if START not in readme or END not in readme:
-        print(f"fashion_tables: error: {args.readme} has no {START} ... {END} block", file=sys.stderr)
+    if not write_block(args.write, text):
+        print(f"fashion_tables: error: {args.write} has no {START} ... {END} block", file=sys.stderr)
         return 2
-    head, rest = readme.split(START, 1)
-    _, tail = rest.split(END, 1)
-    args.readme.write_text(f"{head}{START}\n{text}\n{END}{tail}")
     return 0
 
 

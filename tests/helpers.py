@@ -15,6 +15,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
+from lt_bench.conf import CONF_DIR as CONF  # noqa: F401  (the tests read the config tree through it)
 from lt_bench.startup import compose
 
 ROOT = Path(__file__).resolve().parents[1]

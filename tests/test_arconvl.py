@@ -24,6 +24,7 @@ from lt_bench.losses.arconvl import (
     region_bounds,
     region_loss,
 )
+from lt_bench.methods import build_method
 from lt_bench.methods.arconvl import ARConvLMethod, radius_lr_factor
 from lt_bench.schedules import schedule_of
 from tests.helpers import make_config
@@ -199,7 +200,10 @@ INFO = DataInfo(
 
 
 def arconvl_module(cfg) -> ARConvLMethod:
-    return ARConvLMethod(cfg, INFO, schedule_of(cfg.schedule))
+    """Built as every entry point builds it: the method's checks (check_config), then the module."""
+    module = build_method(cfg, INFO, schedule_of(cfg.schedule))
+    assert isinstance(module, ARConvLMethod)
+    return module
 
 
 def test_radius_lr_factor():

@@ -18,9 +18,10 @@ from torchvision.transforms import functional as TF
 
 from benchmarks.throughput import PILImages
 from lt_bench.data.augment import BatchAugment, random_crop_flip
+from lt_bench.data.loaders.cifar import CIFAR_MEAN, CIFAR_STD
 from lt_bench.data.memory import TensorLoader
 from lt_bench.data.samplers import EvalBatches
-from lt_bench.data.sources import CIFAR_MEAN, CIFAR_STD, TensorSplit
+from lt_bench.data.sources import TensorSplit
 from lt_bench.models import build_backbone
 
 SIZE, PAD, N = 32, 4, 4000

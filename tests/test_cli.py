@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from lt_bench.config import validate
 from lt_bench.errors import ConfigError
+from lt_bench.startup import check as validate  # the whole start-up check: values, then the method's own
 from tests.helpers import make_config, run_cli
 
 pytestmark = pytest.mark.slow

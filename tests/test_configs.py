@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from lt_bench.config import validate
 from lt_bench.errors import ConfigError
+from lt_bench.startup import check as validate  # the whole start-up check: values, then the method's own
 from tests.helpers import CONF, make_config
 
 EXPERIMENTS = sorted(p.stem for p in Path(CONF, "experiment").glob("*.yaml"))

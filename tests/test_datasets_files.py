@@ -18,11 +18,13 @@ import torch
 from lightning.fabric.utilities.data import _set_sampler_epoch
 from PIL import Image
 
-from lt_bench.data import check as check_module
+from lt_bench import check_data as check_module
 from lt_bench.data.datamodule import LongTailDataModule
-from lt_bench.data.files import IndexLists, load_imagenet_lt, load_inat2018
+from lt_bench.data.files import IndexLists
+from lt_bench.data.loaders.idx import read_idx
+from lt_bench.data.loaders.lists import load_imagenet_lt, load_inat2018
 from lt_bench.data.samplers import EpochBatches, draw_epoch, global_batches, rank_slice
-from lt_bench.data.sources import SOURCES, ImageSource, TensorSplit, read_idx
+from lt_bench.data.sources import SOURCES, ImageSource, TensorSplit
 from lt_bench.errors import ConfigError, DataError
 from lt_bench.schedules import Schedule
 from tests.helpers import make_config, run_cli
@@ -320,12 +322,19 @@ def test_check_command(tmp_path, capsys):
     assert "train_1.jpg" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args", [["--open"], ["--open", "-5"], ["--open", "x", "dataset=mnist_lt"]])
+def test_check_command_refuses_an_open_count_that_is_not_a_number_ge_0(args, capsys):
+    assert check_module.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("lt_bench.check_data: error: --open needs a number")
+
+
 def test_check_command_line_reports_missing_files(tmp_path):
     import subprocess
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "lt_bench.data.check", "dataset=svhn", f"dataset.root={tmp_path}"],
+        [sys.executable, "-m", "lt_bench.check_data", "dataset=svhn", f"dataset.root={tmp_path}"],
         capture_output=True,
         text=True,
         cwd=Path(__file__).resolve().parents[1],

@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lt_bench.config import params_of
+from lt_bench.config_nodes import params_of
 from lt_bench.data.memory import TrainLoader
 from lt_bench.data.samplers import EpochBatches
 from lt_bench.data.sources import TensorSplit

@@ -8,17 +8,18 @@ import json
 import pytest
 
 from lt_bench.data import sources
+from lt_bench.data.loaders import idx
 from lt_bench.errors import ConfigError
 from tests.helpers import run_cli
 
-REAL = sources.DEBIAN_FASHION_MNIST
+REAL = idx.DEBIAN_FASHION_MNIST
 needs_real_data = pytest.mark.skipif(
     not REAL.is_dir(), reason=f"the real Fashion-MNIST is not installed in {REAL} (run `make data`)"
 )
 
 
 def test_missing_fashion_mnist_names_both_ways_to_get_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
+    monkeypatch.setattr(idx, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
     with pytest.raises(ConfigError) as err:
         sources.SOURCES.get("fashion_mnist")(root=None)
     message = str(err.value)

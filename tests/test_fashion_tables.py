@@ -1,4 +1,5 @@
-"""scripts/fashion_tables.py: the README's ARConvL table and its Friedman/Holm block from results/ folders."""
+"""scripts/fashion_tables.py: docs/results.md's ARConvL table, its Friedman/Holm block and the
+Fashion-MNIST-LT tables from results/ folders, written between the page's markers."""
 
 from __future__ import annotations
 
@@ -82,3 +83,22 @@ def test_long_table_shows_the_test_selected_epoch_and_judges_only_with_a_spread(
     write_lt_run(tmp_path, "fashion_lt_long", "phase", 1, 0.886, None)
     text = fashion_tables.fashion_lt_table(tmp_path, "fashion_lt_long", fashion_tables.FASHION_LT_LONG_ROWS)
     assert "| PHASE | 2 | 88.6 ± 0.0 |" in text and text.rstrip().endswith("| yes |")
+
+
+def test_write_replaces_the_block_of_docs_results_md_and_nothing_else(results: Path, tmp_path: Path) -> None:
+    # the default target is the repository's docs/results.md, which holds the block
+    assert fashion_tables.RESULTS_PAGE == ROOT / "docs" / "results.md"
+    assert fashion_tables.START in fashion_tables.RESULTS_PAGE.read_text(encoding="utf-8")
+    page = tmp_path / "results.md"
+    page.write_text(f"# Results\n\nbefore\n\n{fashion_tables.START}\nold\n{fashion_tables.END}\n\nafter\n")
+    assert fashion_tables.main(["--results", str(results), "--write", str(page)]) == 0
+    text = page.read_text(encoding="utf-8")
+    head, rest = text.split(fashion_tables.START)
+    block, tail = rest.split(fashion_tables.END)
+    assert head == "# Results\n\nbefore\n\n" and tail == "\n\nafter\n"
+    assert block == "\n" + fashion_tables.render(results) + "\n"
+    # a page without the markers is left alone, with one line and status 2
+    other = tmp_path / "other.md"
+    other.write_text("no block\n")
+    assert fashion_tables.main(["--results", str(results), "--write", str(other)]) == 2
+    assert other.read_text() == "no block\n"

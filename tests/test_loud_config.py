@@ -18,8 +18,8 @@ import lightning as L
 import pytest
 import torch
 
-from lt_bench.config import validate
 from lt_bench.errors import ConfigError
+from lt_bench.startup import check as validate  # the whole start-up check: values, then the method's own
 from lt_bench.train import build_run, build_trainer, realised_imbalance
 from tests.helpers import make_config, run_cli
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from lt_bench.data.files import FileList
 from lt_bench.data.profiles import (
     balanced_holdout,
     long_tail_splits,
@@ -14,6 +13,7 @@ from lt_bench.data.profiles import (
     select_per_class,
     stratified_split,
 )
+from lt_bench.data.sources import FileList
 from lt_bench.errors import ConfigError, DataError
 
 

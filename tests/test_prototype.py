@@ -17,7 +17,7 @@ from lt_bench.methods import build_method
 from lt_bench.models import build_head
 from lt_bench.models.heads import PrototypeHead
 from lt_bench.schedules import schedule_of
-from tests.helpers import approx, make_config
+from tests.helpers import CONF, approx, make_config
 
 # centres (0, 0), (1, 0), (0, 2) and the feature (1, 1): D = (2, 1, 2), logits z = (-2, -1, -2).
 # Sample A is labelled 0, sample B (the same feature) 1:
@@ -124,12 +124,12 @@ def _module_on_the_hand_case(*overrides: str):
     ("overrides", "expected"),
     [
         (("loss=ce", "loss.head=prototype"), (CE_A + CE_B) / 2),
-        (("loss=gcpl",), (CE_A + CE_B) / 2 + 0.015),
-        (("loss=gcpl", "loss.prototype_weight=0.1"), (CE_A + CE_B) / 2 + 0.15),
+        (("loss=gcpl",), (CE_A + CE_B) / 2 + 0.15),  # lambda 0.1, loss=gcpl's default
+        (("loss=gcpl", "loss.prototype_weight=0.01"), (CE_A + CE_B) / 2 + 0.015),
         (("loss=ce", "loss.head=prototype", "schedule=rw", "schedule.weighting=cb", "schedule.beta=0.5"),
          math.log(2 + E) - 0.6),
         (("loss=gcpl", "schedule=rw", "schedule.weighting=cb", "schedule.beta=0.5"),
-         math.log(2 + E) - 0.6 + 0.015),
+         math.log(2 + E) - 0.6 + 0.15),
         (("loss=focal", "loss.head=prototype", "loss.gamma=2.0"),
          (((1 + E) / (2 + E)) ** 2 * CE_A + (2 / (2 + E)) ** 2 * CE_B) / 2),
         (("loss=la", "loss.head=prototype", "+loss.prototype_weight=0.01"),
@@ -147,9 +147,17 @@ def test_module_trains_any_plain_loss_on_the_prototype_head(overrides, expected)
 
 def test_gcpl_config():
     module = build(make_config("loss=gcpl"))
-    assert isinstance(module.loss_fn, PrototypeRegularised) and module.loss_fn.weight == 0.01
+    assert isinstance(module.loss_fn, PrototypeRegularised) and module.loss_fn.weight == 0.1
     with pytest.raises(ConfigError, match="loss.head=prototype"):
         build(make_config("loss=gcpl", "loss.head=linear"))
     with pytest.raises(ConfigError, match="prototype_weight"):
         build(make_config("method=arconvl", "loss=gcpl", "method.latent_dim=2"))
     assert build_head("prototype", 4, 3).centres.shape == (3, 4)
+
+
+def test_gcpl_default_lambda_is_arconvls_baseline_value():
+    """loss=gcpl's lambda is the value ARConvL's comparison gives its GCPL baseline (Li et al. 2023,
+    supplementary Table 2: 0.1), and its config names that source."""
+    assert make_config("loss=gcpl").loss.prototype_weight == 0.1
+    text = (CONF / "loss" / "gcpl.yaml").read_text()
+    assert "supplementary Table 2" in text and "prototype_weight: 0.1 " in text

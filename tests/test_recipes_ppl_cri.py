@@ -118,3 +118,13 @@ def test_a_shortened_run_keeps_the_recipes_shape():
 def test_every_ppl_cri_file_is_tested():
     tested = {e.split("=")[1] for e, _, _ in CIFAR_RECIPES} | {"ppl_cri_imagenet_lt", "ppl_cri_inat2018"}
     assert experiment_files("ppl_cri", exclude="ppl_cri_ride") == tested  # RIDE's recipes: their own family
+
+
+def test_method_ppl_cri_ramps_ppmix_with_the_authors_ppm_alpha():
+    """method=ppl_cri alone (no experiment=) mixes with PPmix's own rho 3 (ppm_alpha in the authors' CIFAR
+    configs) while PPW keeps rho 5 (ppw_alpha), over PPW's phase."""
+    cfg = recipe("method=ppl_cri", "trainer.max_epochs=200")
+    s = schedule(cfg)
+    assert (s.e0, s.e1, s.rho) == (100, 160, 5.0)
+    assert s.mix_phase == (100, 160, 3.0)
+    assert s.mix_progress(130) == pytest.approx(0.5**3)

@@ -128,8 +128,9 @@ def test_recipe_resolves_to_its_snapshot(name, resolved, golden):
     assert not moved, f"{' '.join(RECIPES[name])}: (snapshot, now) per key: {moved}"
 
 
-# keys a method file may set besides method.*: KPS-GA's gradient adjustment and its I0 define the method
-METHOD_EXTRA_KEYS = {"kps_ga": {"loss", "schedule"}}
+# keys a method file may set besides method.*: KPS-GA's gradient adjustment and its I0 define the method,
+# PPL's PPmix curvature (the authors' ppm_alpha 3) defines it
+METHOD_EXTRA_KEYS = {"kps_ga": {"loss", "schedule"}, "ppl_cri": {"schedule"}}
 
 
 @pytest.mark.parametrize("path", sorted(Path(CONF, "method").glob("*.yaml")), ids=lambda p: p.stem)

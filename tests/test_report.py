@@ -443,3 +443,30 @@ def test_friedman_over_settings_then_holm_against_the_control(tmp_path, capsys):
     assert "Holm post-hoc test vs method=arconvl on top1" in out
     assert "| method=ce | +1.67 |" in out and "| method=la | +0.33 |" in out
     assert "Holm" in (tmp_path / "significance.md").read_text()
+
+
+# -- settings and the package's layers -----------------------------------------------------------------
+def test_setting_of_keeps_the_overrides_that_change_the_science():
+    lines = ["loss=la", "seed=1", "logger=wandb", "+trainer.devices=2", "optimizer.lr=0.10", "~foo"]
+    assert report.setting_of(lines) == ("loss=la", "optimizer.lr=0.1")
+    # every seed, a resumed run (ckpt_path) and another order give the same setting
+    again = ["optimizer.lr=0.1", "ckpt_path=last.ckpt", "seed=2", "loss=la"]
+    assert report.setting_of(again) == report.setting_of(lines)
+    assert report.setting_of({"loss": "ce", "seed": "0"}) == ("loss=ce",)
+    assert report.setting_name(lines) == "loss=la, optimizer.lr=0.1"
+    assert report.setting_name(["seed=3", "trainer.devices=4"]) == "defaults"
+
+
+def test_report_modules_import_only_the_ones_below_them():
+    """load -> group -> significance -> render -> plots -> cli: no cycle inside lt_bench.report, no pyplot."""
+    import ast
+
+    order = ["load", "group", "significance", "render", "plots", "cli"]
+    package = ROOT / "lt_bench" / "report"
+    for position, name in enumerate(order):
+        tree = ast.parse((package / f"{name}.py").read_text())
+        modules = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        modules |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+        imported = {m.rsplit(".", 1)[-1] for m in modules if m.startswith("lt_bench.report.")}
+        assert imported <= set(order[:position]), (name, imported)
+        assert not any("pyplot" in m for m in modules), name

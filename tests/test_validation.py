@@ -23,11 +23,11 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from lt_bench import check_data as check_module
 from lt_bench.config import validate
-from lt_bench.data import check as check_module
 from lt_bench.data.datamodule import LongTailDataModule
-from lt_bench.data.files import read_coco_list
-from lt_bench.data.sources import load_cifar
+from lt_bench.data.loaders.cifar import load_cifar
+from lt_bench.data.loaders.lists import read_coco_list
 from lt_bench.errors import ConfigError, DataError
 from lt_bench.train import build_run, build_trainer, train
 from tests.helpers import make_config, run_cli

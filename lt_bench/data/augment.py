@@ -1,6 +1,12 @@
-"""Batched augmentation of uint8 image tensors, on whatever device they live on.
+"""Augmentation for both backends: batched uint8-tensor augmentation and the per-image ImageNet transforms.
 
-No PIL and no per-image Python loop: a whole batch is padded, cropped and flipped with one gather.
+The in-memory backend (:mod:`lt_bench.data.memory`) augments whole batches of uint8 tensors on whatever
+device they live on (:class:`BatchAugment`); the file backend (:mod:`lt_bench.data.files`) runs the
+standard per-image torchvision pipelines (:func:`train_transform`, :func:`eval_transform`) in its
+DataLoader workers.
+
+Batched augmentation has no PIL and no per-image Python loop: a whole batch is padded, cropped and
+flipped with one gather.
 
 Randomness is counter-based. Each training sample arrives with an int64 ``key`` that identifies it
 (the loader uses ``epoch * N + global position in the epoch``); its crop offsets and flip are an
@@ -242,3 +248,24 @@ def cutout(images: Tensor, keys: Tensor, seed: int, size: int) -> Tensor:
     inside_c = (cols >= (cx - size // 2)[:, None]) & (cols < (cx - size // 2 + size)[:, None])
     mask = inside_r[:, None, :, None] & inside_c[:, None, None, :]
     return images.masked_fill(mask, 0.0)
+
+
+# ------------------------------------------------------------------ file backend: per-image transforms
+
+
+def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float], flip: bool = True):
+    """RandomResizedCrop(size) + horizontal flip + ToTensor + Normalize (standard ImageNet training)."""
+    from torchvision import transforms as T
+
+    steps = [T.RandomResizedCrop(image_size)]
+    if flip:
+        steps.append(T.RandomHorizontalFlip())
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(mean, std)])
+
+
+def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float]):
+    """Resize(256/224 * size) + CenterCrop(size) + ToTensor + Normalize (standard ImageNet evaluation)."""
+    from torchvision import transforms as T
+
+    resize = int(round(image_size * 256 / 224))
+    return T.Compose([T.Resize(resize), T.CenterCrop(image_size), T.ToTensor(), T.Normalize(mean, std)])

@@ -25,11 +25,11 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from lt_bench.data.files import FileData, FileSource
+from lt_bench.data.files import FileData
 from lt_bench.data.memory import MemoryData
 from lt_bench.data.profiles import long_tail_splits
 from lt_bench.data.samplers import EpochBatches, EvalBatches, SamplingFn, check_training_epoch
-from lt_bench.data.sources import ImageSource, load_source
+from lt_bench.data.sources import FileSource, ImageSource, load_source
 from lt_bench.errors import ConfigError, DataError
 from lt_bench.schedules import Schedule
 
@@ -62,7 +62,7 @@ def backend_for(source: object, name: str) -> type[MemoryData] | type[FileData]:
             return backend
     raise ConfigError(
         f"dataset.source={name!r} returned a {type(source).__name__}; a source's loader returns an "
-        "ImageSource (lt_bench.data.sources) or a FileSource (lt_bench.data.files)"
+        "ImageSource or a FileSource (both in lt_bench.data.sources)"
     )
 
 

@@ -5,9 +5,10 @@ CPL is a logit loss on the prototype head's logits ``z_ij = -||f_i - c_j||^2`` (
 :class:`lt_bench.models.heads.PrototypeHead`): ``loss=ce`` is their distance-based cross-entropy at
 temperature 1, and focal, LA or class-balanced weighting apply unchanged. GCPL adds the prototype loss
 ``PL = (1/B) sum_i ||f_i - c_{y_i}||^2``, which pulls every feature towards its own centre, with weight
-``lambda`` (``loss.prototype_weight``; 0.01 in ``loss=gcpl``). That is the paper's PL; Yang et al.'s
-code computes ``tf.nn.l2_loss(f - c_y) / B``, half of it, so a lambda taken from their code is halved
-here. ARConvL's authors' code has no plain GCPL term to take a value from: its counterpart there is the
+``lambda`` (``loss.prototype_weight``; 0.1 in ``loss=gcpl``: the value ARConvL's comparison gives its
+GCPL baseline, Li et al. ECML PKDD 2023, supplementary Table 2 in shuxian-li/ARConvL). That is the paper's
+PL; Yang et al.'s code computes ``tf.nn.l2_loss(f - c_y) / B``, half of it, so a lambda taken from their
+code is halved here (their mnist_gcpl.py defaults ``weight_pl`` to 0.001: 0.0005 here). ARConvL's authors' code has no plain GCPL term to take a value from: its counterpart there is the
 class-weighted distribution loss (:func:`lt_bench.losses.arconvl.distribution_loss`).
 
 The weight is a usage key of the ``loss`` node (like ``head``), not a parameter of any loss: it applies
@@ -66,7 +67,7 @@ def with_prototype_loss(loss: LogitLoss, weight: float, head: nn.Module) -> Logi
     logits are minus squared distances, so any other head is a configuration error."""
     number = isinstance(weight, int | float) and not isinstance(weight, bool)
     if not number or not math.isfinite(weight) or weight < 0:
-        raise ConfigError(f"loss.prototype_weight={weight!r} must be a finite number >= 0 (GCPL: 0.01)")
+        raise ConfigError(f"loss.prototype_weight={weight!r} must be a finite number >= 0 (GCPL: 0.1)")
     if weight == 0:
         return loss
     if not isinstance(head, PrototypeHead):

@@ -17,8 +17,13 @@ def check_method_config(cfg: DictConfig) -> None:
 
 
 def build_method(cfg: DictConfig, info: DataInfo, schedule: Schedule) -> LongTailModule:
-    """The ``method=`` module for data ``info``, driven by the run's one ``schedule``."""
-    return METHODS.get(cfg.method.name)(cfg, info, schedule)
+    """The ``method=`` module for data ``info``, driven by the run's one ``schedule``.
+
+    The method's checks run again here (cheap), so a module built outside an entry point (a notebook, a
+    test, a benchmark) is refused exactly as ``python -m lt_bench`` refuses it."""
+    method = METHODS.get(cfg.method.name)
+    method.check_config(cfg)
+    return method(cfg, info, schedule)
 
 
 __all__ = ["METHODS", "build_method", "check_method_config"]

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from lt_bench.config import check_stage_switches
 from lt_bench.config_nodes import params_of
 from lt_bench.data.datamodule import DataInfo
+from lt_bench.epoch_sums import EPOCH_SUMS_KEY, EpochSums
 from lt_bench.errors import TrainingDiverged
 from lt_bench.losses import build_loss
 from lt_bench.losses.base import LogitLoss
@@ -35,66 +36,11 @@ from lt_bench.schedules import Schedule
 LOSS_USAGE_KEYS = ("name", "head", "after_e0", "prototype_weight")
 # where checkpoints keep the training class counts (read by lt_bench.eval)
 CLASS_COUNTS_KEY = "lt_bench_class_counts"
-# trainer.track_test_best: where checkpoints keep the record, and how summary.json labels it
-TEST_BEST_KEY = "lt_bench_test_best"
-TEST_BEST_NOTE = (
-    "optimistic: the epoch with the best test top-1, selected on the test set, as the CIFAR code bases "
-    "(LDAM-DRW, PPL, KPS, DDC) report it; no checkpoint or result is chosen by it (see test, best_epoch)"
-)
 
 
 def batch_seed(seed: int, epoch: int, batch_idx: int, rank: int) -> int:
     """A reproducible seed per (run seed, epoch, step, rank): resumed runs redraw the same numbers."""
     return ((seed * 1_000_003 + epoch) * 1_000_003 + batch_idx) * 1_009 + rank
-
-
-EPOCH_SUMS_KEY = "lt_bench_epoch_sums"
-
-
-class EpochSums:
-    """Figures of the epoch's training steps, summed on the device weighted by batch size, read as means
-    once at the epoch's end.
-
-    Two device ops per step instead of ``self.log``, whose bookkeeping costs ~0.6 ms of host time per call
-    (a few percent of a GPU step; for ARConvL's four loss terms ~1.1 ms on a 2-core CPU host, more than
-    their own forward and backward); the means are the figures ``self.log(on_epoch=True)`` gave. A group
-    (``names``) is one stacked tensor: one op for all its figures. The sums travel in every checkpoint
-    (:meth:`LongTailModule.on_save_checkpoint`), so an epoch resumed midway averages over all its batches.
-    """
-
-    def __init__(self) -> None:
-        self.sums: dict[str, Tensor] = {}
-        self.samples: dict[str, int] = {}
-        self.names: dict[str, tuple[str, ...]] = {}
-
-    def add(self, key: str, value: Tensor, n: int, names: tuple[str, ...] | None = None) -> None:
-        """Add ``value`` (a scalar, or one figure per entry of ``names``: logged as ``key + name``) for a
-        batch of ``n`` samples."""
-        weighted = value.detach().float() * n
-        self.sums[key] = self.sums[key] + weighted if key in self.sums else weighted
-        self.samples[key] = self.samples.get(key, 0) + n
-        if names is not None:
-            self.names[key] = names
-
-    def take(self) -> dict[str, Tensor]:
-        """The epoch's means by logged name, and a fresh start for the next epoch."""
-        means: dict[str, Tensor] = {}
-        for key, total in self.sums.items():
-            mean = total / self.samples[key]
-            if key in self.names:
-                means.update({key + name: m for name, m in zip(self.names[key], mean.unbind(), strict=True)})
-            else:
-                means[key] = mean
-        self.sums, self.samples = {}, {}
-        return means
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"sums": dict(self.sums), "samples": dict(self.samples), "names": dict(self.names)}
-
-    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
-        self.sums = {k: v.to(device) for k, v in state.get("sums", {}).items()}
-        self.samples = dict(state.get("samples", {}))
-        self.names = {k: tuple(v) for k, v in state.get("names", {}).items()}
 
 
 class LongTailModule(L.LightningModule):
@@ -122,10 +68,6 @@ class LongTailModule(L.LightningModule):
         self.loss_before, self.loss_after = self.build_losses()
         self.val_metrics = self.new_metrics()
         self.test_metrics = self.new_metrics()
-        # trainer.track_test_best: a test pass after every epoch, kept apart from test_metrics
-        self.tracks_test_best = bool(cfg.trainer.get("track_test_best", False))
-        self.test_epoch_metrics = self.new_metrics() if self.tracks_test_best else None
-        self.test_best: dict[str, Any] | None = None  # {"epoch", "result", "epochs_evaluated"}
         self.class_weights: Tensor | None = None
         self.loss_terms: dict[str, Tensor] = {}  # parts of a composite loss, named when it diverges
         self.test_result: dict[str, Any] | None = None
@@ -292,8 +234,6 @@ class LongTailModule(L.LightningModule):
             self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=False)
         if means:  # a method's loss terms
             self.log_dict(means, on_step=False, on_epoch=True, sync_dist=False)
-        if self.tracks_test_best:
-            self._track_test_best()
 
     def _finite_check_due(self, batch_idx: int) -> bool:
         """Reading the flag makes the host wait for the device, so on an accelerator it is read every
@@ -337,85 +277,14 @@ class LongTailModule(L.LightningModule):
                 "parameters."
             )
         checkpoint[EPOCH_SUMS_KEY] = self.epoch_sums.state_dict()
-        if self.test_best is not None:
-            checkpoint[TEST_BEST_KEY] = self.test_best
         # the training counts (groups, priors): lt_bench.eval needs them to evaluate on other data
         checkpoint[CLASS_COUNTS_KEY] = list(self.info.class_counts)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # a resumed fit continues the epoch's sums and the record; testing a checkpoint (the best one)
-        # continues no epoch and must not roll the record back
+        # a resumed fit continues the epoch's sums; testing a checkpoint (the best one) continues no epoch
         if self._trainer is None or self.trainer.state.fn != TrainerFn.FITTING:
             return
         self.epoch_sums.load_state_dict(checkpoint.get(EPOCH_SUMS_KEY) or {}, self.device)
-        if self.tracks_test_best:
-            self.test_best = checkpoint.get(TEST_BEST_KEY)
-
-    # -- the test-selected epoch (trainer.track_test_best) ----------------------------------------------
-    @torch.no_grad()
-    def _track_test_best(self) -> None:
-        """Evaluate the test set with this epoch's weights; keep the epoch with the best top-1.
-
-        This is the figure the CIFAR code bases report (LDAM-DRW's ``best_acc1``: the best test top-1 over
-        all epochs, the earlier epoch on a tie). It is optimistic, since the test set chooses the epoch, so
-        it is reported apart (``summary.json["test_best_epoch"]``) and chooses nothing: neither
-        ``test`` nor ``best_epoch`` nor any checkpoint depends on it, and the pass changes no weight, no
-        BatchNorm statistic and no random generator. It runs in this hook, which Lightning calls before
-        its checkpoint callbacks save the epoch, so ``last.ckpt`` holds the record and a resumed run
-        continues it. Every rank evaluates its shard of the test set (split without padding) with rank 0's
-        module (:meth:`_rank_zero_buffers`) and ``compute`` sums the per-rank states: each image counts
-        once and the figures are those ``trainer.test`` gives.
-        """
-        metrics = self.test_epoch_metrics
-        was_training = self.training
-        own_buffers = self._rank_zero_buffers()
-        self.eval()
-        try:
-            with self.trainer.precision_plugin.test_step_context():
-                for batch in self.trainer.datamodule.test_dataloader():
-                    self._eval_step(self._apply_batch_transfer_handler(batch), metrics)
-        finally:
-            self.train(was_training)
-            for buffer, own in own_buffers:
-                buffer.copy_(own)
-        result = metrics.compute()
-        metrics.reset()
-        result.pop("confusion", None)  # C x C per epoch in every checkpoint would be large (iNat: 8142^2)
-        self.log_dict({f"test_epoch/{k}": v for k, v in scalar_metrics(result).items()}, sync_dist=False)
-        record = self.test_best
-        best = None if record is None else record["result"].get("top1")
-        evaluated = 1 if record is None else record["epochs_evaluated"] + 1
-        if record is None or (result["top1"] is not None and (best is None or result["top1"] > best)):
-            record = {"epoch": self.current_epoch, "result": result}
-        self.test_best = {**record, "epochs_evaluated": evaluated}
-
-    def _rank_zero_buffers(self) -> list[tuple[Tensor, Tensor]]:
-        """With several processes, load rank 0's floating-point buffers (BatchNorm statistics, which every
-        rank updates from its own batches) into this rank's module; returns (buffer, own copy) to restore.
-
-        ``trainer.test`` evaluates rank 0's module on every rank (Lightning syncs the module states first),
-        so the per-epoch pass does too: one model, whatever the number of processes. Restored after the
-        pass, so training goes on from each rank's own statistics, as without tracking."""
-        if self.trainer.world_size < 2 or not torch.distributed.is_initialized():
-            return []
-        floating = [b for b in self.buffers() if b.is_floating_point()]
-        own = [(b, b.detach().clone()) for b in floating]
-        for b in floating:
-            torch.distributed.broadcast(b.data, src=0)
-        return own
-
-    def test_best_summary(self) -> dict[str, Any] | None:
-        """``summary.json["test_best_epoch"]``: the test-selected epoch and its result, labelled."""
-        if self.test_best is None:
-            return None
-        record = self.test_best
-        return {
-            "epoch": record["epoch"],
-            "selected_by": "test/top1",
-            "epochs_evaluated": record["epochs_evaluated"],
-            "result": record["result"],
-            "note": TEST_BEST_NOTE,
-        }
 
     # -- evaluation --------------------------------------------------------------------------------
     @property
