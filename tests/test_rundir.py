@@ -32,7 +32,7 @@ def _config(*overrides: str):
 @pytest.fixture
 def fast_plots(monkeypatch):
     """The run's figures as empty files: drawing them is four fifths of a tiny run's time."""
-    monkeypatch.setattr(outputs, "plot_run_per_class", lambda result, counts, path: path.write_bytes(b""))
+    monkeypatch.setattr(outputs, "plot_run_per_class", lambda result, counts, path, title="": path.write_bytes(b""))
     monkeypatch.setattr(
         outputs, "plot_reliability", lambda calibration, path, title="": path.write_bytes(b"")
     )

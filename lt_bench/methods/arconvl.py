@@ -38,6 +38,7 @@ from lt_bench.methods.base import LongTailModule
 from lt_bench.methods.registry import METHODS
 from lt_bench.models import build_backbone
 from lt_bench.models.heads import RegionPrototypeHead
+from lt_bench.plots import plot_regions
 from lt_bench.schedules import Schedule
 
 PLOT_NAME = "arconvl_regions.png"
@@ -49,33 +50,6 @@ def radius_lr_factor(epoch: int, radius_lr: float, radius_lr_warm: float, warm_e
     """Multiplier of the radius group's base LR (``radius_lr``) at 0-based ``epoch``:
     ``radius_lr_warm / radius_lr`` while ``epoch < warm_epochs``, then 1."""
     return radius_lr_warm / radius_lr if epoch < warm_epochs else 1.0
-
-
-def plot_regions(
-    features: Tensor, labels: Tensor, centres: Tensor, radii: Tensor, path: Path, title: str = ""
-) -> None:
-    """Scatter 2-D features coloured by class, the centres, and a circle of radius ``R_j`` around each."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    f, y, c, r = (t.detach().float().cpu() for t in (features, labels, centres, radii))
-    cmap = plt.get_cmap("tab10" if len(c) <= 10 else "tab20")
-    fig, ax = plt.subplots(figsize=(6, 6))
-    ax.scatter(f[:, 0], f[:, 1], c=[cmap(int(j) % cmap.N) for j in y], s=4, alpha=0.5, linewidths=0)
-    for j in range(len(c)):
-        colour = cmap(j % cmap.N)
-        ax.add_patch(
-            plt.Circle((float(c[j, 0]), float(c[j, 1])), float(r[j]), fill=False, color=colour, lw=1.5)
-        )
-        ax.plot(float(c[j, 0]), float(c[j, 1]), "k+", ms=8)
-        ax.annotate(str(j), (float(c[j, 0]), float(c[j, 1])), textcoords="offset points", xytext=(4, 4))
-    ax.set_aspect("equal", adjustable="datalim")
-    ax.set_title(title or "ARConvL class regions (training features)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 @METHODS.register("arconvl")
