@@ -25,7 +25,7 @@ import torch
 
 import lt_bench
 from lt_bench.metrics import LongTailMetrics
-from lt_bench.outputs import write_json
+from lt_bench.summary import write_json
 
 
 def rss_mib() -> float:
@@ -76,7 +76,7 @@ def main() -> None:
         path = Path(folder) / "summary.json"
         start = time.perf_counter()
         try:  # this version keeps matrices beside summary.json (confusion_<key>.npy) when it keeps them
-            from lt_bench.outputs import split_off_confusion
+            from lt_bench.summary import split_off_confusion
 
             split_off_confusion(summary)
         except ImportError:  # an older one writes them inside it

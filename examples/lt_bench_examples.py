@@ -25,7 +25,7 @@ from torch import Tensor
 from lt_bench.data.sources import SOURCES, ImageSource, TensorSplit
 from lt_bench.errors import DataError
 from lt_bench.losses.base import LOSSES, LogitLoss, Real
-from lt_bench.posthoc import POSTHOC, Outputs, adjustment, tau_normalised_logits
+from lt_bench.posthoc import POSTHOC, Predictions, adjustment, tau_normalised_logits
 
 
 @LOSSES.register("poly1")
@@ -69,7 +69,7 @@ def load_npz(path: str) -> ImageSource:
 
 @POSTHOC.register("tau_norm_nobias")
 @adjustment(needs=("features", "head_weight"), heads=("linear",))
-def tau_norm_without_bias(outputs: Outputs, tau: float) -> Tensor:
+def tau_norm_without_bias(outputs: Predictions, tau: float) -> Tensor:
     """``f . w_j / ||w_j||^tau`` (no bias), scaled as the model's logits are."""
     logits = tau_normalised_logits(outputs.features, outputs.head_weight, None, tau)
     return logits * outputs.logit_scale

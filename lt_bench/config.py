@@ -25,9 +25,9 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
+from lt_bench.conf import CONF_DIR
 from lt_bench.data.profiles import PROFILES
 from lt_bench.data.sources import source_keys
-from lt_bench.conf import CONF_DIR
 from lt_bench.errors import ConfigError
 from lt_bench.schedules import Schedule, schedule_of
 
@@ -126,6 +126,15 @@ class TrainerConfig:
     # evaluate the test set after every epoch and report the epoch with the best test top-1 as
     # summary.json's `test_best_epoch` (optimistic, as the CIFAR code bases report it; it selects nothing)
     track_test_best: bool = False
+    num_nodes: int = (
+        1  # machines of a multi-node DDP run, trainer.devices processes each (docs/distributed.md)
+    )
+    # Lightning's debugging switches (the debug= presets): fast_dev_run true or N runs N batches of fit and
+    # test once (no checkpoint, no metrics.csv); overfit_batches N (or a fraction) trains and validates on
+    # the same few batches; profiler simple | advanced | pytorch prints where the time went
+    fast_dev_run: Any = False
+    overfit_batches: Any = 0
+    profiler: str | None = None
 
 
 @dataclass
@@ -378,6 +387,7 @@ def _check_trainer(cfg: DictConfig) -> None:
     )
     _check_selection(t.select_by)
     _check_execution(t)
+    _check_debugging(t)
     _require(
         t.check_val_every_n_epoch >= 1,
         f"trainer.check_val_every_n_epoch={t.check_val_every_n_epoch} must be >= 1 (1: validate every epoch)",
@@ -387,6 +397,29 @@ def _check_trainer(cfg: DictConfig) -> None:
         f"optimizer.rho_after={o.rho_after} is read by optimizer=sam only (optimizer={o.name} has no "
         "radius); use optimizer=sam, or remove optimizer.rho_after",
     )
+
+
+PROFILERS = ("simple", "advanced", "pytorch")
+
+
+def _check_debugging(t: DictConfig) -> None:
+    fdr = t.fast_dev_run
+    _require(
+        isinstance(fdr, bool) or (isinstance(fdr, int) and fdr >= 0),
+        f"trainer.fast_dev_run={fdr!r} must be true, false or a number of batches >= 0 (e.g. 2)",
+    )
+    overfit = t.overfit_batches
+    _require(
+        (isinstance(overfit, int) and not isinstance(overfit, bool) and overfit >= 0)
+        or (isinstance(overfit, float) and 0 <= overfit <= 1),
+        f"trainer.overfit_batches={overfit!r} must be a number of batches >= 0 (e.g. 3) or a fraction in "
+        "[0, 1] of the training set; 0 turns it off",
+    )
+    _require(
+        t.profiler is None or t.profiler in PROFILERS,
+        f"trainer.profiler={t.profiler!r} is not known; choose one of: {', '.join(PROFILERS)}, or null",
+    )
+    _require(t.num_nodes >= 1, f"trainer.num_nodes={t.num_nodes} must be >= 1 (machines of a DDP run)")
 
 
 def _stage_switch_fix(epochs: int, schedule: str) -> str:

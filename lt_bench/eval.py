@@ -47,10 +47,10 @@ from lt_bench.data.samplers import eval_shard
 from lt_bench.errors import ConfigError, one_line_errors
 from lt_bench.methods.base import CLASS_COUNTS_KEY
 from lt_bench.models.heads import CosineHead, PrototypeHead
-from lt_bench.outputs import format_result, print_table, write_run_outputs
-from lt_bench.posthoc import SAVABLE, Outputs, check_head, check_sweep, save_outputs, sweep
+from lt_bench.posthoc import SAVABLE, Predictions, check_head, check_sweep, save_predictions, sweep
 from lt_bench.rundir import run_dir_of_job
 from lt_bench.startup import start_process
+from lt_bench.summary import format_result, print_table, write_summary
 from lt_bench.train import build_run, build_trainer
 
 log = logging.getLogger("lt_bench.eval")  # not __main__ under python -m
@@ -163,9 +163,9 @@ def apply_overrides(stored: DictConfig, composed: DictConfig, overrides: Sequenc
         key = override.key_or_group
         if key.split(".")[0] in EVAL_KEYS or key.split(".")[0].split("/")[0] == "hydra":
             continue
-        if key == "experiment":
+        if key in ("experiment", "debug"):
             raise ConfigError(
-                "experiment= composes a training recipe; evaluation rebuilds the run from the checkpoint's "
+                f"{key}= composes a training run; evaluation rebuilds the run from the checkpoint's "
                 "configuration: name the keys to change instead (e.g. dataset=NAME, dataset.root=PATH)"
             )
         if override.is_delete() or override.package is not None:
@@ -237,7 +237,7 @@ def gather_shards(strategy: Any, rows: Tensor, n: int) -> Tensor:
     return whole
 
 
-class OutputRecorder(L.Callback):
+class PredictionRecorder(L.Callback):
     """Keeps what ``test_step`` returns (logits, features, targets) and, at the end of the test, the whole
     split's rows in split order (gathered from every rank)."""
 
@@ -335,7 +335,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str], run_dir: Path) -> dict[s
     trainer, _ = build_trainer(run_cfg, run_dir, has_val=False)
     # the loss of the epoch the checkpoint continues with, as training's own test after fit uses
     trainer.fit_loop.epoch_progress.current.completed = int(checkpoint.get("epoch", -1)) + 1
-    recorder = OutputRecorder(features=bool("features" in cfg.save or "tau_norm" in taus))
+    recorder = PredictionRecorder(features=bool("features" in cfg.save or "tau_norm" in taus))
     if cfg.save or taus:
         trainer.callbacks.append(recorder)
     # post-hoc taus are chosen on the validation split, so it is evaluated first when there is one
@@ -343,7 +343,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str], run_dir: Path) -> dict[s
     if taus and cfg.split != "val" and datamodule.data.val is not None:
         splits.insert(0, "val")
     results: dict[str, dict[str, Any]] = {}
-    outputs: dict[str, Outputs] = {}
+    outputs: dict[str, Predictions] = {}
     for split in splits:
         with serving_as_test(datamodule, split) as n:
             recorder.start(n)
@@ -351,7 +351,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str], run_dir: Path) -> dict[s
         results[split] = model.test_result
         if recorder.whole:
             w = recorder.whole
-            outputs[split] = Outputs(
+            outputs[split] = Predictions(
                 logits=w["logits"],
                 targets=w["targets"],
                 indices=torch.arange(n),
@@ -376,11 +376,11 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str], run_dir: Path) -> dict[s
         summary["posthoc"] = sweep(outputs, taus, new_metric, "val", cfg.posthoc.select_by)
     if cfg.save:
         name = f"outputs_{cfg.split}.npz"
-        save_outputs(run_dir / name, outputs[cfg.split], keep=list(cfg.save))
+        save_predictions(run_dir / name, outputs[cfg.split], keep=list(cfg.save))
         summary["outputs"] = name
     summary["config"] = OmegaConf.to_container(run_cfg, resolve=True)
     summary.update(started_at=started_at, finished_at=time.time())
-    write_run_outputs(run_dir, summary, counts, key=cfg.split)
+    write_summary(run_dir, summary, counts, key=cfg.split)
     log.info("%s: %s", cfg.split, format_result(summary[cfg.split]))
     log.info("wrote %s", run_dir / "summary.json")
     if run_cfg.print_table:

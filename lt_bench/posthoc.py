@@ -77,8 +77,9 @@ def tau_normalised_logits(features: Tensor, weight: Tensor, bias: Tensor | None,
 
 # -- saved outputs ------------------------------------------------------------------------------------------
 @dataclass
-class Outputs:
-    """A split's evaluation outputs, in split order (see the module docstring for each field)."""
+class Predictions:
+    """A split's predictions (logits, targets, optionally features), in split order (the module docstring
+    describes each field)."""
 
     logits: Tensor | None
     targets: Tensor
@@ -91,10 +92,10 @@ class Outputs:
     head_bias: Tensor | None = None
 
 
-def save_outputs(path: Path, outputs: Outputs, keep: Sequence[str]) -> None:
+def save_predictions(path: Path, outputs: Predictions, keep: Sequence[str]) -> None:
     """Write ``outputs`` as ``.npz``: targets, indices and the model facts always, ``logits`` and
     ``features`` as ``keep`` says."""
-    from lt_bench.outputs import write_npz
+    from lt_bench.summary import write_npz
 
     arrays: dict[str, np.ndarray] = {
         "targets": outputs.targets.numpy().astype(np.int64),
@@ -115,8 +116,8 @@ def save_outputs(path: Path, outputs: Outputs, keep: Sequence[str]) -> None:
     write_npz(path, arrays)
 
 
-def load_outputs(path: Path) -> Outputs:
-    """Read a file written by :func:`save_outputs` (DataError naming what is missing)."""
+def load_predictions(path: Path) -> Predictions:
+    """Read a file written by :func:`save_predictions` (DataError naming what is missing)."""
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
@@ -131,7 +132,7 @@ def load_outputs(path: Path) -> Outputs:
     def tensor(name: str) -> Tensor | None:
         return torch.from_numpy(arrays[name]) if name in arrays else None
 
-    return Outputs(
+    return Predictions(
         logits=tensor("logits"),
         targets=torch.from_numpy(arrays["targets"]),
         indices=torch.from_numpy(arrays["indices"]),
@@ -145,7 +146,7 @@ def load_outputs(path: Path) -> Outputs:
 
 
 # -- the adjustments ----------------------------------------------------------------------------------------
-Adjust = Callable[["Outputs", float], Tensor]
+Adjust = Callable[["Predictions", float], Tensor]
 POSTHOC: Registry[Adjust] = Registry("posthoc")
 # what each ``needs`` entry is called in a message, and how to get it saved
 _NEEDS = {
@@ -162,7 +163,7 @@ def adjustment(
 ) -> Callable[[Adjust], Adjust]:
     """Marks ``fn(outputs, tau) -> logits`` as a post-hoc adjustment (register it in :data:`POSTHOC`).
 
-    ``needs``: the :class:`Outputs` fields it reads; ``heads``: the head kinds it is defined for (None:
+    ``needs``: the :class:`Predictions` fields it reads; ``heads``: the head kinds it is defined for (None:
     every head); ``why_not``: head kind -> why it is undefined there (the refusal's reason)."""
 
     def mark(fn: Adjust) -> Adjust:
@@ -174,7 +175,7 @@ def adjustment(
 
 @POSTHOC.register("la")
 @adjustment(needs=("logits",))
-def _logit_adjustment(outputs: Outputs, tau: float) -> Tensor:
+def _logit_adjustment(outputs: Predictions, tau: float) -> Tensor:
     assert outputs.logits is not None
     return logit_adjusted(outputs.logits, outputs.class_counts, tau)
 
@@ -190,7 +191,7 @@ def _logit_adjustment(outputs: Outputs, tau: float) -> Tensor:
         "norm to rescale",
     },
 )
-def _tau_norm(outputs: Outputs, tau: float) -> Tensor:
+def _tau_norm(outputs: Predictions, tau: float) -> Tensor:
     assert outputs.features is not None and outputs.head_weight is not None
     logits = tau_normalised_logits(outputs.features, outputs.head_weight, outputs.head_bias, tau)
     return logits * outputs.logit_scale
@@ -216,7 +217,7 @@ def check_head(name: str, head: str) -> None:
     )
 
 
-def check_applicable(name: str, outputs: Outputs) -> None:
+def check_applicable(name: str, outputs: Predictions) -> None:
     """ConfigError, in one line, when adjustment ``name`` cannot be computed from ``outputs``."""
     check_head(name, outputs.head)
     missing = [n for n in POSTHOC.get(name).needs if getattr(outputs, n) is None]
@@ -226,7 +227,7 @@ def check_applicable(name: str, outputs: Outputs) -> None:
         )
 
 
-def adjusted_logits(name: str, outputs: Outputs, tau: float) -> Tensor:
+def adjusted_logits(name: str, outputs: Predictions, tau: float) -> Tensor:
     """The logits of ``outputs`` after adjustment ``name`` at ``tau`` (float64 for the built-ins)."""
     check_applicable(name, outputs)
     return POSTHOC.get(name)(outputs, tau)
@@ -234,7 +235,7 @@ def adjusted_logits(name: str, outputs: Outputs, tau: float) -> Tensor:
 
 def evaluate_adjusted(
     adjustment: str,
-    outputs: Outputs,
+    outputs: Predictions,
     tau: float,
     new_metric: Callable[[], LongTailMetrics],
     chunk: int = 4096,
@@ -281,13 +282,13 @@ def check_sweep(taus: Mapping[str, Sequence[float]], select_by: str) -> None:
 
 
 def sweep(
-    outputs: Mapping[str, Outputs],
+    outputs: Mapping[str, Predictions],
     taus: Mapping[str, Sequence[float]],
     new_metric: Callable[[], LongTailMetrics],
     select_on: str | None = "val",
     select_by: str = "balanced_acc",
 ) -> dict[str, Any]:
-    """Every adjustment at every tau on every split of ``outputs`` (``{split: Outputs}``).
+    """Every adjustment at every tau on every split of ``outputs`` (``{split: Predictions}``).
 
     Returns ``{"select_by", "selected_on", ADJUSTMENT: {"rows": [{"tau", SPLIT: figures}], "selected_tau"}}``;
     a tau is selected only on ``select_on`` (the validation split), and only when ``outputs`` has it.

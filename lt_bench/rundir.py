@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import fcntl
 import json
+import logging
 import os
 import shutil
 import sys
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 SUMMARY = "summary.json"
 LOCK = ".lt_bench.lock"
 HYDRA_DIR = ".hydra"
-# What a run writes into its directory (lt_bench.train, lt_bench.outputs, the loggers, lt_bench.atomic's
+# What a run writes into its directory (lt_bench.train, lt_bench.summary, the loggers, lt_bench.atomic's
 # temporary files): a fresh run must not mix with these, and they are what overwrite=true removes. Logs
 # (*.log) are appended to, never removed; files of other programs are never touched.
 RUN_FILES = (
@@ -149,7 +149,7 @@ def objective(summary: dict[str, Any]) -> float:
 
 
 # -- never over an earlier run ---------------------------------------------------------------------------
-def earlier_outputs(run_dir: Path) -> list[Path]:
+def earlier_run_files(run_dir: Path) -> list[Path]:
     return [p for pattern in RUN_FILES for p in sorted(run_dir.glob(pattern))]
 
 
@@ -161,7 +161,7 @@ def refuse_overwrite_of_a_continued_run(ckpt_path: str | None, overwrite: bool, 
         )
 
 
-def outputs_to_replace(
+def files_to_replace(
     run_dir: Path, resume_from: str | None, ckpt_path: str | None, overwrite: bool
 ) -> list[Path]:
     """The earlier outputs this run replaces (to remove before it writes any), or :class:`ConfigError` when
@@ -170,7 +170,7 @@ def outputs_to_replace(
     that was stopped before its first checkpoint starts over without it: its leftovers are its own."""
     if resume_from is not None and Path(resume_from).resolve().is_relative_to(run_dir.resolve()):
         return []
-    earlier = earlier_outputs(run_dir)
+    earlier = earlier_run_files(run_dir)
     if not earlier or overwrite or ckpt_path == "auto":
         return earlier
     names = ", ".join(p.name for p in earlier[:4]) + (", ..." if len(earlier) > 4 else "")
@@ -263,5 +263,5 @@ def prepared(
     found — or :class:`ConfigError` when it must not replace them. Nothing is removed here."""
     with locked(run_dir) if owner else contextlib.nullcontext():
         resume_from = resolve_ckpt_path(cfg.ckpt_path, run_dir)
-        earlier = outputs_to_replace(run_dir, resume_from, cfg.ckpt_path, cfg.overwrite) if owner else []
+        earlier = files_to_replace(run_dir, resume_from, cfg.ckpt_path, cfg.overwrite) if owner else []
         yield RunDirectory(run_dir, resume_from, earlier, hydra_files)

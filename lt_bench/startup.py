@@ -62,6 +62,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*The number of training batches.*")
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=".*across ranks is zero.*")  # an empty split under debug=fdr
 
 
 def start_process(cfg: DictConfig) -> None:

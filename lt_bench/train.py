@@ -34,10 +34,10 @@ from lt_bench.errors import ConfigError, TrainingDiverged
 from lt_bench.loggers import build_logger, forget_logged_metrics, keep_logged_metrics, log_final
 from lt_bench.methods import build_method
 from lt_bench.metrics import LOWER_IS_BETTER
-from lt_bench.outputs import format_result, print_results, result_rows, write_json, write_run_outputs
 from lt_bench.schedules import Schedule, plot_schedule, schedule_of
 from lt_bench.signals import StopOnSigterm, stop_cleanly_on_sigterm
 from lt_bench.startup import start_process
+from lt_bench.summary import format_result, print_results, result_rows, write_json, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,10 @@ def build_trainer(
         )
     trainer = L.Trainer(
         max_epochs=t.max_epochs,
+        num_nodes=t.num_nodes,
+        fast_dev_run=t.fast_dev_run,
+        overfit_batches=t.overfit_batches,
+        profiler=t.profiler,
         accelerator=t.accelerator,
         devices=t.devices,
         strategy=strategy_of(t),
@@ -291,7 +295,7 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
             # by a check made once training has started (a checkpoint that does not fit, say)
             directory.write_hydra_files()
             # summary.json, confusion_*.npy beside it, per_class_accuracy.png, reliability.png
-            confusion = write_run_outputs(run_dir, summary, info.class_counts)
+            confusion = write_summary(run_dir, summary, info.class_counts)
             for label, result in result_rows(summary):
                 log.info("%s: %s", label, format_result(result))
             log.info("wrote %s", run_dir / rundir.SUMMARY)

@@ -30,8 +30,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from lt_bench.metrics import LongTailMetrics
-from lt_bench.outputs import write_json
-from lt_bench.posthoc import evaluate_adjusted, load_outputs
+from lt_bench.posthoc import evaluate_adjusted, load_predictions
+from lt_bench.summary import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 TAUS = (0.0, 0.5, 1.0, 1.5, 2.0)
@@ -62,7 +62,7 @@ def evaluate_once(run_dir: Path, eval_dir: Path, python: str) -> Path:
 
 def posthoc_seed(run_dir: Path, eval_dir: Path, results: Path, python: str) -> list[str]:
     trained = json.loads((run_dir / "summary.json").read_text())
-    outputs = load_outputs(evaluate_once(run_dir, eval_dir, python))
+    outputs = load_predictions(evaluate_once(run_dir, eval_dir, python))
     d = trained["config"]["dataset"]
     counts = trained["class_counts"]
 

@@ -84,7 +84,7 @@ def test_eval_defaults_mirror_the_training_defaults():
     from lt_bench.eval import CONFIG_GROUPS, EVAL_KEYS
 
     groups = [next(iter(d)) for d in training if isinstance(d, dict) and "override" not in next(iter(d))]
-    assert set(CONFIG_GROUPS) == set(groups) - {"experiment"}
+    assert set(CONFIG_GROUPS) == set(groups) - {"experiment", "debug"}
     assert EVAL_KEYS == ("ckpt", "split", "save", "posthoc", "confusion")
 
 

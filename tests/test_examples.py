@@ -91,7 +91,7 @@ def test_plugin_posthoc_adjustment_is_swept_like_the_built_ins():
     name through ``+posthoc.NAME=[...]``, and refused for a cosine head with the registry's one line."""
     from lt_bench.errors import ConfigError
     from lt_bench.metrics import LongTailMetrics
-    from lt_bench.posthoc import POSTHOC, Outputs, check_head, sweep
+    from lt_bench.posthoc import POSTHOC, Predictions, check_head, sweep
 
     sys.path.insert(0, str(EXAMPLES))
     try:
@@ -102,7 +102,7 @@ def test_plugin_posthoc_adjustment_is_swept_like_the_built_ins():
     # f = (1, 1), w_0 = (3, 4) (norm 5), w_1 = (0, 1), b = (0, 0.5): without the bias, at tau = 1,
     # (7/5, 1) -> class 0; the built-in tau_norm keeps b and gives (1.4, 1.5) -> class 1
     weight, bias = torch.tensor([[3.0, 4.0], [0.0, 1.0]]), torch.tensor([0.0, 0.5])
-    outputs = Outputs(
+    outputs = Predictions(
         torch.tensor([[7.0, 1.5]]),
         torch.tensor([1]),
         torch.arange(1),

@@ -10,7 +10,8 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_rgba
 from matplotlib.patches import StepPatch
 
-from lt_bench import outputs, plots
+from lt_bench import plots
+from lt_bench import summary as run_summary
 from lt_bench.schedules import Schedule, plot_schedule
 from tests.helpers import ROOT
 
@@ -64,16 +65,16 @@ def test_reliability_sample_share_is_not_hidden_behind_the_bars():
 
 def test_run_plots_are_titled_with_the_split_and_the_model(drawn):
     result = {"per_class": [0.5, None], "balanced_acc": 0.5}
-    title = outputs.run_plot_title({"selected_by": "val/top1", "best_epoch": 3, "test": result}, "test")
+    title = run_summary.run_plot_title({"selected_by": "val/top1", "best_epoch": 3, "test": result}, "test")
     assert title == "test split, best val/top1 model (epoch 3)"
-    outputs.plot_run_per_class(result, [10, 2], ROOT / "unused.png", title)
-    outputs.plot_reliability(CALIBRATION, ROOT / "unused.png", title)
+    run_summary.plot_run_per_class(result, [10, 2], ROOT / "unused.png", title)
+    run_summary.plot_reliability(CALIBRATION, ROOT / "unused.png", title)
     per_class, reliability = drawn
     assert per_class.axes[0].get_title() == f"per-class accuracy (balanced 50.00%), {title}"
     assert reliability.texts[0].get_text() == f"reliability, {title}"
-    final = outputs.run_plot_title({"selected_by": "last", "best_epoch": 9}, "test")
+    final = run_summary.run_plot_title({"selected_by": "last", "best_epoch": 9}, "test")
     assert final == "test split, final-epoch model (epoch 9)"
-    evaluated = outputs.run_plot_title({"checkpoint_epoch": 4, "split": "val"}, "val")
+    evaluated = run_summary.run_plot_title({"checkpoint_epoch": 4, "split": "val"}, "val")
     assert evaluated == "val split, checkpoint of epoch 4"
 
 

@@ -12,12 +12,12 @@ import torch
 from lt_bench.errors import ConfigError
 from lt_bench.metrics import LongTailMetrics
 from lt_bench.posthoc import (
-    Outputs,
+    Predictions,
     adjusted_logits,
     choose,
-    load_outputs,
+    load_predictions,
     logit_adjusted,
-    save_outputs,
+    save_predictions,
     sweep,
     tau_normalised_logits,
     tau_normalised_weight,
@@ -27,9 +27,9 @@ COUNTS = [3, 1]  # pi = (0.75, 0.25)
 LOG_PI = (math.log(0.75), math.log(0.25))
 
 
-def _outputs(logits, targets, **kw) -> Outputs:
+def _outputs(logits, targets, **kw) -> Predictions:
     logits = torch.tensor(logits, dtype=torch.float32)
-    return Outputs(logits, torch.tensor(targets), torch.arange(len(targets)), COUNTS, **kw)
+    return Predictions(logits, torch.tensor(targets), torch.arange(len(targets)), COUNTS, **kw)
 
 
 def _metric() -> LongTailMetrics:
@@ -74,9 +74,9 @@ TEST = ([[2.0, 0.5]], [1])
 def test_sweep_chooses_tau_on_validation_never_on_test(tmp_path):
     val, test = _outputs(*VAL), _outputs(*TEST)
     # through the saved files, as `python -m lt_bench.eval save=[logits]` writes them
-    save_outputs(tmp_path / "val.npz", val, keep=["logits"])
-    save_outputs(tmp_path / "test.npz", test, keep=["logits"])
-    loaded = {"val": load_outputs(tmp_path / "val.npz"), "test": load_outputs(tmp_path / "test.npz")}
+    save_predictions(tmp_path / "val.npz", val, keep=["logits"])
+    save_predictions(tmp_path / "test.npz", test, keep=["logits"])
+    loaded = {"val": load_predictions(tmp_path / "val.npz"), "test": load_predictions(tmp_path / "test.npz")}
     report = sweep(loaded, {"la": [0, 1, 2]}, _metric, select_on="val", select_by="balanced_acc")
     rows = report["la"]["rows"]
     assert [r["tau"] for r in rows] == [0.0, 1.0, 2.0]
@@ -95,8 +95,8 @@ def test_sweep_tau_norm_from_saved_features(tmp_path):
     outputs = _outputs(
         [[7.0, 1.5]], [1], features=torch.ones(1, 2), head="linear", head_weight=weight, head_bias=bias
     )
-    save_outputs(tmp_path / "o.npz", outputs, keep=["logits", "features"])
-    loaded = load_outputs(tmp_path / "o.npz")
+    save_predictions(tmp_path / "o.npz", outputs, keep=["logits", "features"])
+    loaded = load_predictions(tmp_path / "o.npz")
     assert loaded.head == "linear" and torch.equal(loaded.head_weight, weight)
     report = sweep({"test": loaded}, {"tau_norm": [0, 0.5, 1]}, _metric)
     assert [r["test"]["top1"] for r in report["tau_norm"]["rows"]] == [0.0, 0.0, 1.0]
@@ -105,7 +105,7 @@ def test_sweep_tau_norm_from_saved_features(tmp_path):
 
 def test_saved_outputs_file_layout(tmp_path):
     outputs = _outputs(*VAL, features=torch.zeros(4, 3), head="cosine", logit_scale=30.0)
-    save_outputs(tmp_path / "o.npz", outputs, keep=["logits", "features"])
+    save_predictions(tmp_path / "o.npz", outputs, keep=["logits", "features"])
     with np.load(tmp_path / "o.npz") as f:
         assert sorted(f.files) == [
             "class_counts",
@@ -120,8 +120,8 @@ def test_saved_outputs_file_layout(tmp_path):
         assert f["targets"].dtype == np.int64 and f["indices"].tolist() == [0, 1, 2, 3]
         assert f["class_counts"].tolist() == COUNTS and str(f["head"]) == "cosine"
         assert float(f["logit_scale"]) == 30.0
-    save_outputs(tmp_path / "t.npz", outputs, keep=[])  # targets and indices only
-    assert load_outputs(tmp_path / "t.npz").logits is None
+    save_predictions(tmp_path / "t.npz", outputs, keep=[])  # targets and indices only
+    assert load_predictions(tmp_path / "t.npz").logits is None
 
 
 def test_adjustments_that_do_not_apply_fail_with_one_line():
@@ -132,7 +132,7 @@ def test_adjustments_that_do_not_apply_fail_with_one_line():
     with pytest.raises(ConfigError, match="save=\\[features\\]"):
         adjusted_logits("tau_norm", _outputs(*VAL, head="linear"), 1.0)
     with pytest.raises(ConfigError, match="save=\\[logits\\]"):
-        adjusted_logits("la", Outputs(None, logits_only.targets, logits_only.indices, COUNTS), 1.0)
+        adjusted_logits("la", Predictions(None, logits_only.targets, logits_only.indices, COUNTS), 1.0)
     with pytest.raises(ConfigError, match="finite"):
         sweep({"test": logits_only}, {"la": [float("nan")]}, _metric)
     with pytest.raises(ConfigError, match="select_by"):
@@ -194,7 +194,7 @@ def test_chunked_evaluation_equals_the_whole_split():
     from lt_bench.posthoc import evaluate_adjusted
 
     g = torch.Generator().manual_seed(0)
-    outputs = Outputs(
+    outputs = Predictions(
         torch.randn(50, 2, generator=g), torch.randint(0, 2, (50,), generator=g), torch.arange(50), COUNTS
     )
     whole = evaluate_adjusted("la", outputs, 1.0, _metric)

@@ -15,7 +15,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from lt_bench import outputs, rundir
+from lt_bench import rundir
+from lt_bench import summary as run_summary
 from lt_bench.config import register
 from lt_bench.errors import ConfigError, TrainingDiverged
 from lt_bench.train import train
@@ -32,9 +33,11 @@ def _config(*overrides: str):
 @pytest.fixture
 def fast_plots(monkeypatch):
     """The run's figures as empty files: drawing them is four fifths of a tiny run's time."""
-    monkeypatch.setattr(outputs, "plot_run_per_class", lambda result, counts, path, title="": path.write_bytes(b""))
     monkeypatch.setattr(
-        outputs, "plot_reliability", lambda calibration, path, title="": path.write_bytes(b"")
+        run_summary, "plot_run_per_class", lambda result, counts, path, title="": path.write_bytes(b"")
+    )
+    monkeypatch.setattr(
+        run_summary, "plot_reliability", lambda calibration, path, title="": path.write_bytes(b"")
     )
 
 
@@ -119,23 +122,23 @@ def test_a_fresh_run_over_an_earlier_runs_outputs_is_refused_naming_both_ways_ou
         with pytest.raises(
             ConfigError, match=r"earlier run \(summary.json, checkpoints.*ckpt_path=auto.*overwrite=true"
         ):
-            rundir.outputs_to_replace(run_dir, resume_from, resume_from, overwrite=False)
-    assert rundir.outputs_to_replace(run_dir / "new", None, None, overwrite=False) == []
+            rundir.files_to_replace(run_dir, resume_from, resume_from, overwrite=False)
+    assert rundir.files_to_replace(run_dir / "new", None, None, overwrite=False) == []
 
 
 def test_overwrite_removes_every_output_of_the_earlier_run_and_nothing_else(run_dir):
     _plant(run_dir, *EARLIER, *NOT_OUTPUTS)
-    rundir.remove(rundir.outputs_to_replace(run_dir, None, None, overwrite=True))
+    rundir.remove(rundir.files_to_replace(run_dir, None, None, overwrite=True))
     assert sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*")) == sorted(NOT_OUTPUTS)
 
 
 def test_continuing_keeps_everything_and_auto_without_a_checkpoint_starts_over(run_dir):
     _plant(run_dir, *EARLIER)
     last = str(run_dir / "checkpoints" / "last.ckpt")
-    assert rundir.outputs_to_replace(run_dir, last, "auto", overwrite=False) == []
-    assert rundir.outputs_to_replace(run_dir, last, "last", overwrite=False) == []
+    assert rundir.files_to_replace(run_dir, last, "auto", overwrite=False) == []
+    assert rundir.files_to_replace(run_dir, last, "last", overwrite=False) == []
     (run_dir / "checkpoints" / "last.ckpt").unlink()  # a requeued job killed before its first checkpoint
-    stale = rundir.outputs_to_replace(run_dir, None, "auto", overwrite=False)
+    stale = rundir.files_to_replace(run_dir, None, "auto", overwrite=False)
     assert {run_dir / "summary.json", run_dir / "checkpoints"} <= set(stale)  # best-epoch=099.ckpt with it
 
 

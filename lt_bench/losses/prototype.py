@@ -8,8 +8,9 @@ temperature 1, and focal, LA or class-balanced weighting apply unchanged. GCPL a
 ``lambda`` (``loss.prototype_weight``; 0.1 in ``loss=gcpl``: the value ARConvL's comparison gives its
 GCPL baseline, Li et al. ECML PKDD 2023, supplementary Table 2 in shuxian-li/ARConvL). That is the paper's
 PL; Yang et al.'s code computes ``tf.nn.l2_loss(f - c_y) / B``, half of it, so a lambda taken from their
-code is halved here (their mnist_gcpl.py defaults ``weight_pl`` to 0.001: 0.0005 here). ARConvL's authors' code has no plain GCPL term to take a value from: its counterpart there is the
-class-weighted distribution loss (:func:`lt_bench.losses.arconvl.distribution_loss`).
+code is halved here (their mnist_gcpl.py defaults ``weight_pl`` to 0.001: 0.0005 here). ARConvL's
+authors' code has no plain GCPL term to take a value from: its counterpart there is the class-weighted
+distribution loss (:func:`lt_bench.losses.arconvl.distribution_loss`).
 
 The weight is a usage key of the ``loss`` node (like ``head``), not a parameter of any loss: it applies
 to whichever loss the head trains with.

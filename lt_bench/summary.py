@@ -1,6 +1,6 @@
 """What a run leaves behind: summary.json and the files beside it (written atomically, with the umask's
 mode), the plots, and the terminal table. Training (:mod:`lt_bench.train`) and evaluation
-(:mod:`lt_bench.eval`) write through the same :func:`write_run_outputs`.
+(:mod:`lt_bench.eval`) write through the same :func:`write_summary`.
 
 summary.json holds figures, not matrices: a result's ``confusion`` is the name of the ``.npy`` file beside
 it (``confusion_<split>.npy``, int64 [C, C], rows = true class, columns = predicted; ``numpy.load``), or
@@ -82,7 +82,7 @@ def split_off_confusion(summary: dict[str, Any]) -> dict[str, Any]:
     return files
 
 
-def write_run_outputs(
+def write_summary(
     run_dir: Path, summary: dict[str, Any], class_counts: Sequence[int], key: str = "test"
 ) -> dict[str, Any]:
     """summary.json, the confusion matrices beside it, and the plots of ``summary[key]``:
