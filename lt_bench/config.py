@@ -152,6 +152,7 @@ class Config:
     ckpt_path: str | None = None
     overwrite: bool = False  # a fresh run may replace the outputs of another run in its directory
     print_table: bool = True
+    print_config: bool = True  # the composed configuration as a tree at start (false: quiet)
     plugins: list[str] = field(default_factory=list)  # modules imported first (their registrations)
 
 

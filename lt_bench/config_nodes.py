@@ -17,6 +17,7 @@ OPERATIONAL_KEYS = (
     "ckpt_path",
     "overwrite",
     "print_table",
+    "print_config",
     "hydra.",
     "logger.",
     "dataset.root",

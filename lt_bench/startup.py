@@ -65,6 +65,37 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*across ranks is zero.*")  # an empty split under debug=fdr
 
 
+# the groups first, in the order a user composes them; every other top-level key after them
+TREE_ORDER = (
+    "dataset",
+    "backbone",
+    "loss",
+    "schedule",
+    "method",
+    "optimizer",
+    "lr_schedule",
+    "trainer",
+    "logger",
+)
+
+
+def print_config_tree(cfg: DictConfig) -> None:
+    """The resolved configuration as a tree on stdout (``print_config=false`` turns it off), so that a run's
+    log starts with what it runs, as lightning-hydra-template's runs do."""
+    from omegaconf import OmegaConf
+    from rich import print as rich_print
+    from rich.syntax import Syntax
+    from rich.tree import Tree
+
+    tree = Tree("config", guide_style="dim")
+    keys = [k for k in TREE_ORDER if k in cfg] + [k for k in cfg if k not in TREE_ORDER]
+    for key in keys:
+        node = cfg[key]
+        text = OmegaConf.to_yaml(node, resolve=True) if OmegaConf.is_config(node) else str(node)
+        tree.add(f"[bold]{key}[/bold]").add(Syntax(text.rstrip(), "yaml", theme="ansi_dark"))
+    rich_print(tree)
+
+
 def start_process(cfg: DictConfig) -> None:
     """:func:`check` the configuration, then set up this process for a run of it."""
     import lightning as L

@@ -36,7 +36,7 @@ from lt_bench.methods import build_method
 from lt_bench.metrics import LOWER_IS_BETTER
 from lt_bench.schedules import Schedule, plot_schedule, schedule_of
 from lt_bench.signals import StopOnSigterm, stop_cleanly_on_sigterm
-from lt_bench.startup import start_process
+from lt_bench.startup import print_config_tree, start_process
 from lt_bench.summary import format_result, print_results, result_rows, write_json, write_summary
 
 log = logging.getLogger(__name__)
@@ -234,6 +234,8 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
     started_at = time.time()
     hydra_files = rundir.hydra_files(cfg)  # before start_process() resolves cfg in place
     start_process(cfg)
+    if cfg.print_config and rank_zero_only.rank == 0:
+        print_config_tree(cfg)
     run_dir = run_dir or rundir.run_dir_of_job()
     finished = rundir.finished_run(cfg, run_dir)
     if finished is not None:
