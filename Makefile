@@ -18,8 +18,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m lt_bench $(ARGS)
 
+# the suite (heavy and faults cases left out by pyproject's addopts) on two workers of one thread each
+# (tests/conftest.py); one kind: make test PYTEST_ARGS=tests/unit; serially: PYTEST_WORKERS=0
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # the end-to-end cases beyond the suite's 10-minute budget (more methods through eval, more DDP/resume runs)
 test-heavy: $(STAMP)

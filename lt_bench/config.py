@@ -255,7 +255,9 @@ def _check_option_keys(cfg: DictConfig) -> None:
         node = cfg.get(group)
         if not isinstance(node, DictConfig) or "name" not in node:
             continue
-        known = _option_keys(group, str(node.name))
+        # logger=[tensorboard,wandb] merges several options into one node, each naming itself under `use`
+        keys = [_option_keys(group, str(option)) for option in (node.get("use") or [node.name])]
+        known = None if None in keys else list(dict.fromkeys(k for option_keys in keys for k in option_keys))
         unknown = [] if known is None else [key for key in node if key not in known]
         if unknown:
             raise ConfigError(
@@ -393,11 +395,41 @@ def _check_trainer(cfg: DictConfig) -> None:
         t.check_val_every_n_epoch >= 1,
         f"trainer.check_val_every_n_epoch={t.check_val_every_n_epoch} must be >= 1 (1: validate every epoch)",
     )
+
+
+# the optimizer keys only some optimizers read (lt_bench.optim.build_optimizer): SGD's, AdamW's (of the
+# optimizer built, optimizer.base under SAM) and SAM's own
+OPTIMIZER_ONLY_KEYS = {"sgd": ("momentum", "nesterov"), "adamw": ("betas", "eps"), "sam": ("base", "rho")}
+OPTIMIZER_NAMES = {"sgd": "SGD", "adamw": "AdamW", "sam": "SAM"}
+
+
+def _check_optimizer(o: DictConfig) -> None:
+    """A key the chosen optimizer does not read, set to anything but its default, is refused: it would be
+    recorded in the run's config and ignored (``optimizer=adamw optimizer.nesterov=true``)."""
     _require(
         o.rho_after is None or o.name == "sam",
         f"optimizer.rho_after={o.rho_after} is read by optimizer=sam only (optimizer={o.name} has no "
         "radius); use optimizer=sam, or remove optimizer.rho_after",
     )
+    built = o.base if o.name == "sam" else o.name
+    defaults = {f.name: f.default for f in fields(OptimizerConfig) if f.default is not MISSING}
+    defaults["betas"] = OptimizerConfig().betas
+    for reader, keys in OPTIMIZER_ONLY_KEYS.items():
+        if reader in (built, o.name):
+            continue
+        for key in keys:
+            value = o.get(key)
+            value = list(value) if isinstance(value, ListConfig) else value
+            if value != defaults[key]:
+                shown = str(value).lower() if isinstance(value, bool) else value
+                under = f"optimizer={o.name}" + (f" optimizer.base={o.base}" if o.name == "sam" else "")
+                use = f"optimizer={reader}" + (
+                    f" (or optimizer=sam optimizer.base={reader})" if reader != "sam" else ""
+                )
+                raise ConfigError(
+                    f"optimizer.{key}={shown} is read by {OPTIMIZER_NAMES[reader]} only; {under} ignores it: "
+                    f"use {use}, or remove optimizer.{key}"
+                )
 
 
 PROFILERS = ("simple", "advanced", "pytorch")
@@ -609,4 +641,5 @@ def validate(cfg: DictConfig) -> None:
             f"config group '{group}' needs a 'name'; pick an option with {group}=NAME",
         )
     _check_trainer(cfg)
+    _check_optimizer(o)
     check_stage_switches(cfg)

@@ -1,5 +1,10 @@
-"""``python -m lt_bench.eval ckpt=PATH [overrides]``: evaluate a trained model again, in a run directory of
-its own (``outputs/eval/DATE/TIME``, or ``hydra.run.dir=PATH``).
+"""``python -m lt_bench.eval ckpt=PATH [overrides]``: evaluate a trained model again, in a folder of its own
+beside the evaluated run (``RUN/eval/SPLIT-DATE_TIME``, or ``hydra.run.dir=PATH``).
+
+The folder is the evaluation's alone (:func:`lt_bench.rundir.prepared_evaluation`): locked while it runs,
+never one that holds a training run's files or an earlier evaluation's, and never while a training still
+runs in the evaluated run's directory; ``.hydra/`` is written with ``summary.json``, which is written
+last. SIGTERM / SIGINT stop it at once with one line (:class:`lt_bench.signals.StopAtOnce`).
 
 The model and its data are rebuilt from the configuration stored with the checkpoint (the one
 :class:`~lt_bench.checkpointing.ResumeState` keeps in every checkpoint, else the run directory's
@@ -40,15 +45,18 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from lt_bench import config as config_module
+from lt_bench import rundir
 from lt_bench.checkpointing import CHECKPOINT_DIR, LAST, read_checkpoint
 from lt_bench.config import Config
 from lt_bench.config_nodes import is_operational
+from lt_bench.data.datamodule import split_changes
 from lt_bench.data.samplers import eval_shard
 from lt_bench.errors import ConfigError, one_line_errors
 from lt_bench.methods.base import CLASS_COUNTS_KEY
 from lt_bench.models.heads import CosineHead, PrototypeHead
 from lt_bench.posthoc import SAVABLE, Predictions, check_head, check_sweep, save_predictions, sweep
-from lt_bench.rundir import run_dir_of_job
+from lt_bench.rundir import run_dir_of_checkpoint, run_dir_of_job
+from lt_bench.signals import StopAtOnce
 from lt_bench.startup import start_process
 from lt_bench.summary import format_result, print_table, write_summary
 from lt_bench.train import build_run, build_trainer
@@ -95,8 +103,11 @@ EVAL_KEYS = tuple(f.name for f in fields(EvalConfig) if f.name not in {g.name fo
 
 
 def register() -> None:
-    """The training schema and resolvers, and the eval schema conf/eval.yaml starts from (idempotent)."""
+    """The training schema and resolvers, the eval schema conf/eval.yaml starts from, and the resolver of
+    its output folder (idempotent)."""
     config_module.register()
+    if not OmegaConf.has_resolver("lt.evaluations"):
+        OmegaConf.register_new_resolver("lt.evaluations", rundir.evaluations_folder)
     ConfigStore.instance().store(name="lt_bench_eval_schema", node=config_module._schema(EvalConfig))
 
 
@@ -115,13 +126,8 @@ def checkpoint_file(ckpt: str) -> Path:
         if (folder / LAST).is_file():
             return folder / LAST
         raise ConfigError(f"ckpt={ckpt}: the directory holds no {CHECKPOINT_DIR}/{LAST}; pass a .ckpt file")
-    raise ConfigError(
-        f"ckpt={ckpt} does not exist; pass a checkpoint (RUN_DIR/checkpoints/last.ckpt) or a run directory"
-    )
-
-
-def run_dir_of_checkpoint(path: Path) -> Path:
-    return path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
+    rundir.check_ckpt_exists(ckpt)
+    raise ConfigError(f"ckpt={ckpt} is neither a file nor a directory; pass a checkpoint or a run directory")
 
 
 def stored_config(checkpoint: dict[str, Any], path: Path) -> DictConfig:
@@ -187,6 +193,28 @@ def changes_data(overrides: Sequence[str]) -> bool:
     """Whether the overrides change which images the dataset holds (not merely where they are)."""
     keys = [o.key_or_group for o in OverridesParser.create().parse_overrides(list(overrides))]
     return any(k == "dataset" or (k.startswith("dataset.") and not is_operational(k)) for k in keys)
+
+
+def check_same_images(trained: DictConfig, evaluated: DictConfig) -> dict[str, Any]:
+    """On the training run's own data (same ``dataset.source``), every split must hold the images it held in
+    training: a key that redraws them (``dataset.val_fraction``, the data seed, the profile, ...;
+    :func:`lt_bench.data.datamodule.split_changes`) would score training images as validation or test
+    images, or pick a post-hoc tau on them. ConfigError naming the keys. Another dataset of the same
+    classes (``dataset=NAME``) is allowed; the returned record says which data were evaluated."""
+    changed = split_changes(trained.dataset, trained.seed, evaluated.dataset, evaluated.seed)
+    same_source = trained.dataset.source == evaluated.dataset.source
+    if same_source and changed:
+        raise ConfigError(
+            f"{', '.join(changed)} would change which images the splits hold relative to training (the "
+            "model would be scored, or a post-hoc tau chosen, on images it was trained on); drop "
+            f"{'it' if len(changed) == 1 else 'them'}: evaluation keeps the training run's splits. Another "
+            "dataset of the same classes is dataset=NAME"
+        )
+    return {
+        "evaluated": str(evaluated.dataset.name),
+        "trained_on": str(trained.dataset.name),
+        "same_as_training": same_source,
+    }
 
 
 def check_weights_fit(model: nn.Module, state_dict: dict[str, Tensor]) -> None:
@@ -301,17 +329,43 @@ def posthoc_taus(cfg: DictConfig) -> dict[str, list[float]]:
     return {a: [float(t) for t in v] for a, v in cfg.posthoc.items() if a != "select_by" and v}
 
 
-def evaluate(cfg: DictConfig, overrides: Sequence[str], run_dir: Path) -> dict[str, Any]:
-    """Evaluate ``cfg.ckpt`` as the command line says; returns the summary (rank 0 writes it)."""
-    started_at = time.time()
+def evaluate(
+    cfg: DictConfig,
+    overrides: Sequence[str],
+    run_dir: Path,
+    hydra_files: dict[str, str] | None = None,
+    stop: StopAtOnce | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``cfg.ckpt`` as the command line says, into ``run_dir`` (a folder of its own:
+    :func:`lt_bench.rundir.prepared_evaluation`); returns the summary (rank 0 writes it, with
+    ``hydra_files`` and last). ``stop``: the process's stop-signal handling, whose stop waits for the
+    final writes."""
+    from lightning.pytorch.utilities import rank_zero_only
+
     check_request(cfg)
     ckpt = checkpoint_file(cfg.ckpt)
+    owner = rank_zero_only.rank == 0
+    with rundir.prepared_evaluation(run_dir, run_dir_of_checkpoint(ckpt), owner=owner):
+        return _evaluate(cfg, overrides, run_dir, ckpt, hydra_files or {}, stop or StopAtOnce("", ""))
+
+
+def _evaluate(
+    cfg: DictConfig,
+    overrides: Sequence[str],
+    run_dir: Path,
+    ckpt: Path,
+    hydra_files: dict[str, str],
+    stop: StopAtOnce,
+) -> dict[str, Any]:
+    started_at = time.time()
     checkpoint = read_checkpoint(
         ckpt, "pass ckpt= a checkpoint that python -m lt_bench wrote, or its run directory"
     )
-    run_cfg = apply_overrides(stored_config(checkpoint, ckpt), cfg, overrides)
+    stored = stored_config(checkpoint, ckpt)
+    run_cfg = apply_overrides(stored, cfg, overrides)
     run_cfg.ckpt_path = None
     start_process(run_cfg)
+    data = check_same_images(OmegaConf.merge(config_module._schema(), stored), run_cfg)
     check_sweep(posthoc_taus(cfg), cfg.posthoc.select_by)  # a plugin's adjustment is known from here
 
     counts = trained_class_counts(checkpoint, ckpt)
@@ -367,6 +421,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str], run_dir: Path) -> dict[s
         "checkpoint": str(ckpt.resolve()),
         "checkpoint_epoch": checkpoint.get("epoch"),
         "class_counts": counts,
+        "dataset": data,
         "overrides": [o for o in overrides if not o.startswith("hydra")],
     }
     if not trainer.is_global_zero:
@@ -374,13 +429,16 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str], run_dir: Path) -> dict[s
     if taus:
         new_metric = lambda: model.test_metrics.like(confusion=False)  # figures only
         summary["posthoc"] = sweep(outputs, taus, new_metric, "val", cfg.posthoc.select_by)
-    if cfg.save:
-        name = f"outputs_{cfg.split}.npz"
-        save_predictions(run_dir / name, outputs[cfg.split], keep=list(cfg.save))
-        summary["outputs"] = name
-    summary["config"] = OmegaConf.to_container(run_cfg, resolve=True)
-    summary.update(started_at=started_at, finished_at=time.time())
-    write_summary(run_dir, summary, counts, key=cfg.split)
+    with stop.deferred():  # a stop signal now waits for these writes; summary.json is the last of them
+        if cfg.save:
+            name = f"outputs_{cfg.split}.npz"
+            save_predictions(run_dir / name, outputs[cfg.split], keep=list(cfg.save))
+            summary["outputs"] = name
+        summary["config"] = OmegaConf.to_container(run_cfg, resolve=True)
+        summary.update(started_at=started_at, finished_at=time.time())
+        rundir.write_hydra_files(run_dir, hydra_files)
+        write_summary(run_dir, summary, counts, key=cfg.split)
+        stop.outcome = f"the evaluation had finished: {run_dir / 'summary.json'} is complete"
     log.info("%s: %s", cfg.split, format_result(summary[cfg.split]))
     log.info("wrote %s", run_dir / "summary.json")
     if run_cfg.print_table:
@@ -427,12 +485,23 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
 register()
 
 
+EVALUATE_AGAIN = "run the evaluation again"
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    with one_line_errors():
-        evaluate(cfg, list(HydraConfig.get().overrides.task), run_dir_of_job())
+    run_dir = run_dir_of_job()
+    stop = StopAtOnce(
+        "the evaluation",
+        f"no summary.json was written in {run_dir}; {EVALUATE_AGAIN} (a new folder: leave hydra.run.dir out)",
+    )
+    with one_line_errors(then=EVALUATE_AGAIN), stop.installed():
+        if OmegaConf.is_missing(cfg, "ckpt"):
+            raise ConfigError(rundir.MISSING_CKPT)
+        files = rundir.hydra_files(cfg)  # .hydra/*, written with the summary
+        evaluate(cfg, list(HydraConfig.get().overrides.task), run_dir, files, stop)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,12 @@ only once every check that needs no training has passed.
 
 A run is finished once its ``summary.json`` exists: it is written atomically, after training and testing
 (or, for a run that diverged, with ``status: diverged`` and the reason).
+
+An evaluation (:mod:`lt_bench.eval`) writes into a folder of its own, by default beside the run it
+evaluates (``RUN/eval/SPLIT-DATE_TIME``, :func:`evaluations_folder`): :func:`prepared_evaluation` locks
+that folder, refuses one that holds a training run's files or an earlier evaluation's, and refuses while
+a training still runs in the evaluated run's directory; :class:`EvaluationDir` makes the same refusals
+before Hydra creates anything.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from lt_bench.atomic import atomic_write
@@ -36,6 +43,7 @@ log = logging.getLogger(__name__)
 SUMMARY = "summary.json"
 LOCK = ".lt_bench.lock"
 HYDRA_DIR = ".hydra"
+EVAL_DIR = "eval"  # a run's evaluations: RUN/eval/SPLIT-DATE_TIME (lt_bench.eval)
 # What a run writes into its directory (lt_bench.train, lt_bench.summary, the loggers, lt_bench.atomic's
 # temporary files): a fresh run must not mix with these, and they are what overwrite=true removes. Logs
 # (*.log) are appended to, never removed; files of other programs are never touched.
@@ -51,6 +59,7 @@ RUN_FILES = (
     "tensorboard",
     "wandb",
     HYDRA_DIR,
+    EVAL_DIR,  # evaluations of the run's model: they go with it
     ".*.tmp",
 )
 
@@ -86,6 +95,30 @@ def locked(run_dir: Path) -> Iterator[None]:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
+    finally:
+        os.close(fd)
+
+
+def held_elsewhere(run_dir: Path) -> str | None:
+    """The PID recorded by the process that holds ``run_dir``'s lock, when another process holds it; None
+    when it is free, has no lock file, or this process holds it. Creates nothing and holds nothing.
+
+    A shared lock (``F_RDLCK``) on a read-only descriptor conflicts with a holder's exclusive lock; it is
+    taken and released at once. This process's own lock never conflicts with it, and the descriptor of that
+    lock must stay the only one open on the file (closing any drops a POSIX lock): so a directory this
+    process may hold is never probed."""
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+            return os.pread(fd, 32, 0).decode(errors="replace").strip() or "not yet written"
+        return None
     finally:
         os.close(fd)
 
@@ -265,3 +298,149 @@ def prepared(
         resume_from = resolve_ckpt_path(cfg.ckpt_path, run_dir)
         earlier = files_to_replace(run_dir, resume_from, cfg.ckpt_path, cfg.overwrite) if owner else []
         yield RunDirectory(run_dir, resume_from, earlier, hydra_files)
+
+
+# -- evaluations --------------------------------------------------------------------------------------------
+def run_dir_of_checkpoint(path: Path) -> Path:
+    """The run directory of a checkpoint file (``RUN/checkpoints/last.ckpt`` -> ``RUN``; a file elsewhere:
+    its folder), or ``path`` itself when it is a directory (a run directory)."""
+    if path.is_dir():
+        return path
+    return path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
+
+
+MISSING_CKPT = (
+    "ckpt= is missing: name the checkpoint or run directory to evaluate, e.g. python -m lt_bench.eval "
+    "ckpt=outputs/DATE/TIME"
+)
+
+
+def check_ckpt_exists(ckpt: str) -> None:
+    """:class:`ConfigError` when ``ckpt=`` names nothing: an evaluation takes a file or a run directory."""
+    if not Path(ckpt).exists():
+        raise ConfigError(
+            f"ckpt={ckpt} does not exist; pass a checkpoint (RUN_DIR/checkpoints/last.ckpt) or a run "
+            "directory"
+        )
+
+
+def evaluations_folder(ckpt: str | None) -> str:
+    """Where evaluations of ``ckpt`` go: ``<its run directory>/eval`` (``outputs/eval`` without a
+    ``ckpt``, which is then refused). An OmegaConf resolver: ``conf/eval.yaml`` sets ``hydra.run.dir`` to
+    ``${lt.evaluations:...}/SPLIT-DATE_TIME``, one folder per evaluation."""
+    if ckpt is None or str(ckpt) in ("", "???"):
+        return str(Path("outputs") / EVAL_DIR)
+    return str(run_dir_of_checkpoint(Path(str(ckpt))) / EVAL_DIR)
+
+
+def _names(paths: list[str]) -> str:
+    return ", ".join(paths[:4]) + (", ..." if len(paths) > 4 else "")
+
+
+def is_evaluation_summary(summary: Any) -> bool:
+    """Whether a ``summary.json``'s content is an evaluation's (lt_bench.eval: ``split`` and ``checkpoint``)
+    rather than a training run's."""
+    return isinstance(summary, dict) and "split" in summary and "checkpoint" in summary
+
+
+def training_run_files(path: Path) -> list[str]:
+    """The files that make ``path`` a training run's directory: ``checkpoints/``, a ``summary.json`` that is
+    not an evaluation's (one that cannot be read counts), a ``metrics.csv`` with training columns."""
+    found = []
+    if (path / CHECKPOINT_DIR).exists():
+        found.append(f"{CHECKPOINT_DIR}/")
+    summary = path / SUMMARY
+    if summary.exists():
+        try:
+            evaluation = is_evaluation_summary(json.loads(summary.read_bytes()))
+        except (OSError, ValueError):
+            evaluation = False
+        if not evaluation:
+            found.append(SUMMARY)
+    metrics = path / "metrics.csv"
+    if metrics.exists():
+        try:
+            with open(metrics, "rb") as f:
+                header = f.readline().decode(errors="replace")
+        except OSError:
+            header = "train/"
+        if "train/" in header:  # an evaluation's metrics.csv logs test/* only
+            found.append("metrics.csv")
+    return found
+
+
+def check_evaluation_dir(path: Path, written_by_hydra: tuple[str, ...] = ()) -> None:
+    """:class:`ConfigError` when ``path`` must not receive an evaluation's outputs: it holds a training run's
+    files (never written over), or any file other than logs (``*.log``), the lock and ``written_by_hydra``
+    (an earlier evaluation's outputs: two evaluations never mix in one folder)."""
+    if not path.is_dir():
+        return
+    training = training_run_files(path)
+    if training:
+        raise ConfigError(
+            f"hydra.run.dir={path} holds a training run ({_names(training)}); an evaluation never writes "
+            "over a training run's files: leave hydra.run.dir out (each evaluation gets a folder of its own, "
+            f"RUN/{EVAL_DIR}/SPLIT-DATE_TIME) or give a new folder"
+        )
+    kept = {LOCK, *written_by_hydra}
+    earlier = sorted(p.name for p in path.iterdir() if p.name not in kept and not p.name.endswith(".log"))
+    if earlier:
+        raise ConfigError(
+            f"hydra.run.dir={path} already holds files ({_names(earlier)}); each evaluation writes into a "
+            f"folder of its own: leave hydra.run.dir out (RUN/{EVAL_DIR}/SPLIT-DATE_TIME) or give a new "
+            "folder"
+        )
+
+
+def check_not_training(run_dir: Path, own: Path) -> None:
+    """:class:`RunDirInUse` while another process holds ``run_dir`` (a training still running there): its
+    checkpoints and summary may change under the evaluation. ``own``: the folder this process holds."""
+    if not run_dir.is_dir() or (own.is_dir() and os.path.samefile(run_dir, own)):
+        return
+    holder = held_elsewhere(run_dir)
+    if holder is not None:
+        raise RunDirInUse(
+            f"{run_dir} is in use by a running lt_bench process (PID {holder}): evaluate its checkpoint once "
+            "that run has ended"
+        )
+
+
+@contextlib.contextmanager
+def prepared_evaluation(out_dir: Path, evaluated_run: Path, owner: bool = True) -> Iterator[Path]:
+    """Hold ``out_dir`` for one evaluation of the run in ``evaluated_run``: locked (by the ``owner``,
+    rank 0), refused when it holds a training run's or an earlier evaluation's files, or while a training
+    holds ``evaluated_run``. Nothing is written here but the lock file."""
+    if not owner:
+        yield out_dir
+        return
+    hydra_wrote = (HYDRA_DIR,) if _hydra_writes_its_files() else ()
+    check_evaluation_dir(out_dir, hydra_wrote)  # before the lock creates the folder
+    with locked(out_dir):
+        check_evaluation_dir(out_dir, hydra_wrote)  # again under the lock: another one may have just written
+        check_not_training(evaluated_run, out_dir)
+        yield out_dir
+
+
+def _hydra_writes_its_files() -> bool:
+    """Whether Hydra wrote ``.hydra/`` into the job's folder itself (a command that sets
+    ``hydra.output_subdir``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.initialized() and HydraConfig.get().output_subdir is not None
+
+
+class EvaluationDir(Callback):
+    """A Hydra callback (``hydra.callbacks`` in ``conf/eval.yaml``): before Hydra creates the output folder
+    or its log, refuses in one line (exit 2) an evaluation without ``ckpt=`` and an output folder that
+    holds a training run's files or an earlier evaluation's (:func:`check_evaluation_dir`)."""
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        try:
+            if OmegaConf.is_missing(config, "ckpt"):
+                raise ConfigError(MISSING_CKPT)
+            check_ckpt_exists(str(config.ckpt))  # else its folder (and RUN/eval/) would be a typo's
+            check_evaluation_dir(Path(str(config.hydra.run.dir)))
+        except LtBenchError as err:
+            # SystemExit, not an Exception: Hydra's run_and_report would print a traceback for one
+            print(f"lt_bench: error: {err}", file=sys.stderr)
+            raise SystemExit(err.exit_code) from None

@@ -1,5 +1,11 @@
 """Signals: a SIGTERM or SIGINT (Ctrl+C) pauses a run at a step every rank agrees on and names the command
-that continues it; a second one, or a stop that has not happened within a deadline, ends the process."""
+that continues it; a second one, or a stop that has not happened within a deadline, ends the process.
+An evaluation (:class:`StopAtOnce`), which has nothing to save, stops at once with one line.
+
+One signal delivered twice counts once: GNU ``timeout`` sends its signal to the command and then to the
+command's whole process group, and a shell's or scheduler's group kill does the same, so a single
+``kill -TERM`` can reach lt_bench twice within microseconds. The same signal again within
+:data:`DUPLICATE_WINDOW_S` of the one before is that same request."""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import os
 import shlex
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +33,25 @@ DEADLINE_ENV = "LT_BENCH_STOP_DEADLINE"
 # Seconds from the first stop signal to a forced exit. A cooperative stop normally takes one step; at an
 # epoch's last batch it waits for that epoch's validation and checkpoint, which this must outlast.
 DEFAULT_DEADLINE_S = 120.0
+# The same signal again within this many seconds is the same request delivered twice (GNU timeout, a
+# process-group kill), not a second one.
+DUPLICATE_WINDOW_S = 1.0
+
+
+class Repeats:
+    """Tells a signal that repeats the one just before it (same signal within :data:`DUPLICATE_WINDOW_S`)
+    from a new one."""
+
+    def __init__(self) -> None:
+        self._last: tuple[int, float] | None = None
+
+    def is_repeat(self, signum: int) -> bool:
+        now = time.monotonic()
+        repeat = (
+            self._last is not None and self._last[0] == signum and now - self._last[1] < DUPLICATE_WINDOW_S
+        )
+        self._last = (signum, now)
+        return repeat
 
 
 def exit_code_of(signum: int) -> int:
@@ -46,8 +72,11 @@ class StopOnSigterm(L.Callback):
     :meth:`on_exception` writes the checkpoint: it holds the batches done so far and the loader's
     position, so ``ckpt_path=last`` continues with the next batch.
 
-    A stop signal while testing (after ``fit``) stops the test: nothing is saved, and ``last.ckpt``
-    already holds the final epoch.
+    A stop signal while testing (after ``fit``) stops the test at the next batch, the last one included,
+    or before the next test starts: nothing is saved, and ``last.ckpt`` already holds the final epoch.
+    One that arrives after the last test is acted on when the block of
+    :func:`stop_cleanly_on_sigterm` ends, before the summary is written: the run never ends with status 0
+    after a stop signal.
 
     A step that never ends (a hung data read, a rank that stopped answering) would make that wait
     endless: :meth:`watching` ends the process on a second stop signal, or :data:`DEADLINE_ENV` seconds
@@ -62,6 +91,7 @@ class StopOnSigterm(L.Callback):
         self.stage: str | None = None  # Lightning clears trainer.state.stage before the exception leaves
         self._trainer: L.Trainer | None = None
         self._seen = 0
+        self._repeats = Repeats()
         self._deadline: threading.Timer | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -94,6 +124,29 @@ class StopOnSigterm(L.Callback):
         # one tiny all-reduce per step in DDP (Lightning already broadcasts its own flag every step)
         if trainer.strategy.reduce_boolean_decision(self.requested, all=False):
             trainer._signal_connector.received_sigterm = True
+
+    # -- outside fit (the final tests, a validation of a resumed finished run) ---------------------------
+    # Lightning's evaluation loop stops on its flag only before a batch that is not the last, and each
+    # trainer.test() clears the flag when it starts: a signal in a one-batch test, in the last batch or
+    # between two tests would otherwise be forgotten. Decided per rank, as Lightning's own check is (test
+    # shards may differ by a batch, so no collective here); rank 0 then ends the ranks it started.
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop_outside_fit(trainer)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._stop_outside_fit(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop_outside_fit(trainer)
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        self._stop_outside_fit(trainer)
+
+    def _stop_outside_fit(self, trainer: L.Trainer) -> None:
+        if self.requested and trainer.state.fn != TrainerFn.FITTING:
+            raise SIGTERMException
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, error: BaseException) -> None:
         if not isinstance(error, SIGTERMException):
@@ -156,6 +209,8 @@ class StopOnSigterm(L.Callback):
                         self._on_stop_signal(signum, deadline, resume)
 
     def _on_stop_signal(self, signum: int, deadline: float, resume: str) -> None:
+        if self._repeats.is_repeat(signum):
+            return  # the same signal delivered twice (GNU timeout, a group kill): one request
         self._seen += 1
         if self.signum is None:
             self.signum = signum
@@ -212,14 +267,24 @@ def stop_cleanly_on_sigterm(trainer: L.Trainer, run_dir: Path) -> Iterator[None]
     with saver.watching(resume):
         try:
             yield
+            if saver.requested:  # after the last test, before the summary: the run is stopped all the same
+                saver.stage = saver.stage or "test"
+                raise SIGTERMException
         except SIGTERMException:
             code = exit_code_of(saver.signum or signal.SIGTERM)
+            fitting = trainer.state.fn == TrainerFn.FITTING
+            if not fitting:  # a test stops on the rank the signal reached: it ends the ranks it started
+                _end_started_ranks(trainer)
             if not trainer.is_global_zero:  # every rank stops; rank 0 alone says so
                 raise SystemExit(code) from None
             name = signal.Signals(saver.signum or signal.SIGTERM).name
-            where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
+            where = f"at epoch {trainer.current_epoch}, step {trainer.global_step}"
+            if not fitting:
+                where = (
+                    f"in the {saver.stage or 'test'} stage, after {trainer.current_epoch} epochs of training"
+                )
             raise RunInterrupted(
-                f"stopped by {name} at {where}; {saver.kept()}. Continue with: {resume}", exit_code=code
+                f"stopped by {name} {where}; {saver.kept()}. Continue with: {resume}", exit_code=code
             ) from None
         except RuntimeError as err:
             why = lost_rank(err, trainer.world_size)
@@ -232,3 +297,63 @@ def stop_cleanly_on_sigterm(trainer: L.Trainer, run_dir: Path) -> Iterator[None]
                 f"a DDP rank stopped answering or died ({why}; {TIMEOUT_ENV} sets how long a rank is "
                 f"waited for); {saver.kept()}. Continue with: {resume}"
             ) from None
+
+
+class StopAtOnce:
+    """SIGTERM and SIGINT for a process that has nothing to save (:mod:`lt_bench.eval`): the first stops it
+    where it is, with one line and status 143 / 130 (:class:`RunInterrupted`, raised in the main thread).
+
+    Inside :meth:`deferred` (the final writes: a summary is never half-written) the stop waits until the
+    block is done. The same signal again within :data:`DUPLICATE_WINDOW_S` is the same request; a later
+    one ends the process at once, even inside :meth:`deferred` (the atomic writes leave no partial file
+    in place). ``outcome`` is the sentence the line ends with: what the interruption leaves.
+    """
+
+    def __init__(self, what: str, outcome: str) -> None:
+        self.what, self.outcome = what, outcome
+        self.signum: int | None = None
+        self._repeats = Repeats()
+        self._deferring = 0
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopAtOnce]:
+        """Handles SIGTERM and SIGINT for the block (in the main thread; elsewhere signals are not ours)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self._repeats.is_repeat(signum):
+            return  # the same signal delivered twice (GNU timeout, a group kill): one request
+        if self.signum is not None:
+            name = signal.Signals(signum).name
+            line = f"lt_bench: error: a second {name} ended {self.what} at once; {self.outcome}\n"
+            os.write(2, line.encode())  # not sys.stderr: the main thread may hold its lock
+            os._exit(exit_code_of(self.signum))
+        self.signum = signum
+        if not self._deferring:
+            raise self.interruption()
+
+    def interruption(self) -> RunInterrupted:
+        name = signal.Signals(self.signum or signal.SIGTERM).name
+        return RunInterrupted(
+            f"stopped by {name} during {self.what}; {self.outcome}",
+            exit_code=exit_code_of(self.signum or signal.SIGTERM),
+        )
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """A stop signal during the block is acted on once the block has ended."""
+        self._deferring += 1
+        try:
+            yield
+        finally:
+            self._deferring -= 1
+        if self.signum is not None and not self._deferring:
+            raise self.interruption()

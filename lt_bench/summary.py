@@ -86,16 +86,17 @@ def write_summary(
     run_dir: Path, summary: dict[str, Any], class_counts: Sequence[int], key: str = "test"
 ) -> dict[str, Any]:
     """summary.json, the confusion matrices beside it, and the plots of ``summary[key]``:
-    ``per_class_accuracy.png`` and ``reliability.png``. Returns ``{file name: confusion matrix}``."""
+    ``per_class_accuracy.png`` and ``reliability.png``. summary.json is written last (atomically): once it
+    exists, every file it names is in place. Returns ``{file name: confusion matrix}``."""
     matrices = split_off_confusion(summary)
     for name, matrix in matrices.items():
         write_npy(run_dir / name, np.asarray(matrix, dtype=np.int64))
-    write_json(run_dir / "summary.json", summary)
     result = summary[key]
     title = run_plot_title(summary, key)
     plot_run_per_class(result, class_counts, run_dir / "per_class_accuracy.png", title)
     if result.get("calibration"):
         plot_reliability(result["calibration"], run_dir / "reliability.png", title)
+    write_json(run_dir / "summary.json", summary)
     return matrices
 
 

@@ -31,7 +31,14 @@ from lt_bench.checkpointing import (
 from lt_bench.data.datamodule import LongTailDataModule
 from lt_bench.distributed import strategy_of
 from lt_bench.errors import ConfigError, TrainingDiverged
-from lt_bench.loggers import build_logger, forget_logged_metrics, keep_logged_metrics, log_final
+from lt_bench.loggers import (
+    ModelTestPrefix,
+    build_loggers,
+    check_logger,
+    forget_logged_metrics,
+    keep_logged_metrics,
+    log_final,
+)
 from lt_bench.methods import build_method
 from lt_bench.metrics import LOWER_IS_BETTER
 from lt_bench.schedules import Schedule, plot_schedule, schedule_of
@@ -43,13 +50,15 @@ log = logging.getLogger(__name__)
 
 
 def build_trainer(
-    cfg: DictConfig, run_dir: Path, has_val: bool, with_logger: bool = True
+    cfg: DictConfig, run_dir: Path, has_val: bool, with_logger: bool = True, job_type: str = "train"
 ) -> tuple[L.Trainer, ModelCheckpoint]:
     """The Lightning trainer of a run and the checkpoint callback that selects its model.
 
-    ``with_logger=False``: no logger yet (``trainer.logger = build_logger(...)`` later), for a caller that
-    must not let a logger create files before the run directory is cleared."""
+    ``with_logger=False``: no logger yet (``trainer.loggers = build_loggers(...)`` later), for a caller that
+    must not let a logger create files before the run directory is cleared. ``job_type="eval"``: no W&B
+    logger (an evaluation's W&B run is :func:`lt_bench.loggers.log_eval`'s)."""
     t = cfg.trainer
+    check_logger(cfg)  # a logger= that cannot be built is refused before the run directory is touched
     last = last_checkpoint(run_dir)
     # `save_last=True` writes last.ckpt only when another checkpoint is saved (a new best; with
     # save_top_k=0, only when training ends): this callback overwrites last.ckpt after every epoch instead.
@@ -58,7 +67,9 @@ def build_trainer(
     )
     checkpoint = latest
     config = OmegaConf.to_container(cfg, resolve=True)
-    callbacks: list = [latest, ResumeState(config), StopOnSigterm(last)]
+    # the final model's test logs test_last/*, the selected model's test/* (the keys of summary.json)
+    prefix = ModelTestPrefix(selects_model=has_val)
+    callbacks: list = [latest, ResumeState(config), StopOnSigterm(last), prefix]
     if has_val:
         checkpoint = BestCheckpoint(
             dirpath=last.parent,
@@ -97,7 +108,7 @@ def build_trainer(
         enable_model_summary=False,
         num_sanity_val_steps=0,
         use_distributed_sampler=False,  # our samplers slice a global order per rank themselves
-        logger=build_logger(cfg, run_dir) if with_logger else False,
+        logger=build_loggers(cfg, run_dir, with_wandb=job_type == "train") if with_logger else False,
         callbacks=callbacks,
         default_root_dir=str(run_dir),
         plugins=[AtomicCheckpointIO()],
@@ -250,7 +261,7 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
         # before fit: under DDP, rank 0 refuses before it launches the other processes
         datamodule.check_training(trainer.world_size, trainer.limit_train_batches)
         directory.clear_earlier()  # only now that the command has passed every check that needs no training
-        trainer.logger = build_logger(cfg, run_dir)  # a logger writes files: after the earlier ones are gone
+        trainer.loggers = build_loggers(cfg, run_dir)  # loggers write files: after the earlier ones are gone
         start = f"resuming from {ckpt_path}" if ckpt_path else "fresh start"
         log.info("run directory %s; %s", run_dir, start)
         log.info(
@@ -305,7 +316,8 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
                 plot_schedule(schedule, cfg.trainer.max_epochs, run_dir / "schedule.png")
             if cfg.print_table:
                 print_results(summary, run_dir)
-            log_final(trainer.logger, summary, confusion.get(summary["test"]["confusion"]))
+            # W&B: per-class chart, plots, figures, summary.json; TensorBoard: HPARAMS and the plots
+            log_final(trainer.loggers, summary, confusion.get(summary["test"]["confusion"]), run_dir)
     return rundir.objective(summary)
 
 

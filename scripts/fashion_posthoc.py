@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -46,7 +47,9 @@ def row_name(adjustment: str, tau: float) -> str:
 def evaluate_once(run_dir: Path, eval_dir: Path, python: str) -> Path:
     """``outputs_test.npz`` of the run's final model (evaluated once; kept in the scratch folder)."""
     outputs = eval_dir / "outputs_test.npz"
-    if not outputs.is_file():
+    if not (eval_dir / "summary.json").is_file():  # written last: the evaluation finished
+        # an evaluation that did not finish (lt_bench.eval refuses a folder holding files): start it over
+        shutil.rmtree(eval_dir, ignore_errors=True)
         command = [
             python,
             "-m",

@@ -85,6 +85,9 @@ POSTHOC = {"la": "post-hoc LA", "tau_norm": "τ-norm, bias kept", "tau_norm_nobi
 POSTHOC_TAUS = ("0", "0.5", "1", "1.5", "2")
 LT_METRICS = ("balanced_acc", "many", "medium", "few", "gmean")
 START, END = "<!-- fashion-tables:start -->", "<!-- fashion-tables:end -->"
+# summaries under results/ that values() found but could not count (diverged, unreadable), with why:
+# render() names them below the tables, so that no mean silently has a seed fewer
+LEFT_OUT: dict[Path, str] = {}
 # where the tables are published (the repository's docs/results.md, whatever the working directory)
 RESULTS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 
@@ -95,7 +98,19 @@ def values(folder: Path, split: str, metric: str) -> list[float]:
     Fashion-MNIST's 10; the 100 / 20 thresholds leave IF 100's 6,000 ... 60 images no few group)."""
     out = []
     for path in sorted(folder.glob("seed*/summary.json")):
-        summary = json.loads(path.read_text())
+        try:
+            summary = json.loads(path.read_bytes().decode("utf-8"))
+        except (OSError, ValueError) as err:
+            LEFT_OUT[path] = f"unreadable ({' '.join(str(err).split())})"
+            continue
+        status = summary.get("status", "finished") if isinstance(summary, dict) else "not a JSON object"
+        if status != "finished":  # a diverged run has no figures: named under the tables, never averaged
+            LEFT_OUT[path] = (
+                f"{status}: {summary.get('reason', 'no reason recorded')}"
+                if isinstance(summary, dict)
+                else status
+            )
+            continue
         result = summary.get(split) or {}
         if split == "test_best_epoch":  # {epoch, selected_by, result, note}
             result = result.get("result") or {}
@@ -232,6 +247,15 @@ def posthoc_sweep_table(results: Path) -> str:
 
 
 def render(results: Path) -> str:
+    LEFT_OUT.clear()
+    tables = _tables(results)
+    if not LEFT_OUT:
+        return tables
+    named = "; ".join(f"`{p.relative_to(results)}` ({why})" for p, why in sorted(LEFT_OUT.items()))
+    return f"{tables}\n\nRuns left out of these tables (no finished result): {named}."
+
+
+def _tables(results: Path) -> str:
     return "\n".join(
         [
             "##### ARConvL's Fashion-MNIST table (G-mean %, best-validation epoch)",
@@ -278,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     text = render(args.results)
+    for path, why in sorted(LEFT_OUT.items()):
+        print(f"fashion_tables: warning: left out {path}: {why}", file=sys.stderr)
     if args.write is None:
         print(text)
         return 0

@@ -12,12 +12,19 @@ summary.json and the resolved config (.hydra/config.yaml, overrides.yaml) are co
 Runs use one torch thread each; ``--jobs 2`` runs two at a time (the brief's limit on 2 cores). Runners
 started separately on the same table share it: a job whose run directory another run holds is passed
 over ("busy"), so a second runner takes the jobs the first has not reached.
+
+Only a finished run is collected: a ``summary.json`` whose ``status`` is ``diverged`` (or anything but
+``finished``; summaries of lt_bench before the key have none and count as finished) stays in the scratch
+folder, is reported as ``diverged`` (``--list`` too) and is run again only with ``--retry-diverged``
+(afresh, ``overwrite=true``). The exit status is 1 when any job failed or diverged, 2 (one line) when the
+command line or the table file is wrong.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -29,9 +36,82 @@ from pathlib import Path
 
 import yaml
 
-from lt_bench.rundir import RunDirInUse, locked
-
 ROOT = Path(__file__).resolve().parents[1]
+SUMMARY = "summary.json"
+
+
+class TableError(Exception):
+    """A problem with the command line or the table file: one line, exit status 2."""
+
+
+def spec_of(path: Path) -> dict:
+    """The tables of a YAML file, checked: each a mapping with ``seeds`` (integers) and ``rows`` (name ->
+    list of overrides), optional ``common`` (overrides) and ``sweep`` (``key``, ``values``, ``label``)."""
+    try:
+        spec = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise TableError(
+            f"{path} does not exist; pass a table file, e.g. scripts/tables/fashion.yaml"
+        ) from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise TableError(f"{path} cannot be read as YAML: {' '.join(str(err).split())}") from None
+    if not isinstance(spec, dict) or not spec:
+        held = type(spec).__name__ if spec is not None else "nothing"
+        raise TableError(
+            f"{path} holds {held}, not tables: it maps each table name to its seeds and rows (see "
+            "scripts/tables/fashion.yaml)"
+        )
+    for table, t in spec.items():
+        where = f"{path}: table {table}"
+        if not isinstance(t, dict):
+            raise TableError(
+                f"{where} is a {type(t).__name__}; give it seeds: [...] and rows: {{name: [...]}}"
+            )
+        rows = t.get("rows")
+        if not isinstance(rows, dict) or not rows:
+            raise TableError(f"{where} has no rows: give rows: {{name: [override, ...]}}")
+        for row, overrides in rows.items():
+            if not _strings(overrides):
+                raise TableError(f"{where}, row {row}: give a list of overrides, e.g. [loss=ce]")
+        seeds = t.get("seeds")
+        if not isinstance(seeds, list) or not seeds or not all(_is_int(k) for k in seeds):
+            raise TableError(f"{where}: seeds must be a list of integers, e.g. seeds: [0, 1, 2]")
+        if not _strings(t.get("common", [])):
+            raise TableError(f"{where}: common must be a list of overrides")
+        sweep = t.get("sweep")
+        if sweep is not None and (
+            not isinstance(sweep, dict) or "key" not in sweep or not isinstance(sweep.get("values"), list)
+        ):
+            raise TableError(f"{where}: sweep must be {{key: KEY, values: [...]}}")
+    return spec
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def status_of(summary: Path) -> tuple[str, str]:
+    """``(state, reason)`` of a run's ``summary.json``: ``finished`` (``status: finished``, or no status:
+    lt_bench before the key), ``diverged`` (any other status, with its reason), ``unreadable``."""
+    try:
+        content = json.loads(summary.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as err:
+        return "unreadable", " ".join(str(err).split())
+    if not isinstance(content, dict):
+        return "unreadable", "not a JSON object"
+    status = content.get("status", "finished")
+    if status == "finished":
+        return "finished", ""
+    return "diverged", str(content.get("reason") or f"status: {status}")
+
+
+def failed(line: str) -> bool:
+    """Whether a job's line reports a job without a result."""
+    return line.startswith(("FAIL ", "diverged "))
 
 
 @dataclass(frozen=True)
@@ -61,9 +141,8 @@ def jobs_of(
             continue
         unknown = (rows or set()) - set(t["rows"]) if only else set()
         if unknown:
-            raise SystemExit(
-                f"error: --rows {','.join(sorted(unknown))} not in table {table}; "
-                f"its rows: {', '.join(t['rows'])}"
+            raise TableError(
+                f"--rows {','.join(sorted(unknown))} not in table {table}; its rows: {', '.join(t['rows'])}"
             )
         key, values = t.get("sweep", {}).get("key"), t.get("sweep", {}).get("values", [None])
         for seed, value, (row, row_overrides) in itertools.product(t["seeds"], values, t["rows"].items()):
@@ -81,14 +160,28 @@ def jobs_of(
     return jobs
 
 
-def run(job: Job, results: Path, scratch: Path, python: str, cwd: Path) -> str:
+def run(job: Job, results: Path, scratch: Path, python: str, cwd: Path, retry_diverged: bool = False) -> str:
+    """Run, collect or pass over one job; the line that says which (:func:`failed` tells a job without a
+    result). Only a finished run is collected; a diverged one runs again, afresh, with ``retry_diverged``."""
     done = results / job.name
-    if (done / "summary.json").exists():
-        return f"skip {job.name}"
+    if (done / SUMMARY).exists():
+        state, reason = status_of(done / SUMMARY)
+        if state == "finished":
+            return f"skip {job.name}"
+        if not retry_diverged:  # collected by an older runner: no result, however it got there
+            return f"diverged {job.name}: {reason} ({done / SUMMARY}; --retry-diverged runs it again)"
     run_dir = scratch / job.name
-    if (run_dir / "summary.json").exists():  # finished (summary.json is written last, atomically)
-        _collect(run_dir, done)
-        return f"collected {job.name}"
+    retry = False
+    if (run_dir / SUMMARY).exists():  # summary.json is written last, atomically
+        state, reason = status_of(run_dir / SUMMARY)
+        if state == "finished":
+            _collect(run_dir, done)
+            return f"collected {job.name}"
+        if not retry_diverged:
+            return f"diverged {job.name}: {reason} ({run_dir / SUMMARY}; --retry-diverged runs it again)"
+        retry = True
+    from lt_bench.rundir import RunDirInUse, locked  # torch: not before the command line is checked
+
     try:  # several runners may share a table: each takes the jobs no other one is running
         with locked(run_dir):
             pass
@@ -100,7 +193,8 @@ def run(job: Job, results: Path, scratch: Path, python: str, cwd: Path) -> str:
         "lt_bench",
         *job.overrides,
         f"hydra.run.dir={run_dir}",
-        "ckpt_path=auto",
+        # a diverged run starts over (lt_bench removes its outputs); any other continues where it stopped
+        "overwrite=true" if retry else "ckpt_path=auto",
         "trainer.enable_progress_bar=false",
         "print_table=false",
     ]
@@ -108,10 +202,24 @@ def run(job: Job, results: Path, scratch: Path, python: str, cwd: Path) -> str:
     started = time.time()
     with open(run_dir / "runner.log", "a") as log:
         code = subprocess.call(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    if code != 0 or not (run_dir / "summary.json").exists():
+    state, reason = status_of(run_dir / SUMMARY) if (run_dir / SUMMARY).exists() else ("absent", "")
+    if state == "diverged":
+        return f"diverged {job.name}: {reason} (exit {code}; --retry-diverged runs it again)"
+    if code != 0 or state != "finished":
         return f"FAIL {job.name} (exit {code}; see {run_dir / 'runner.log'})"
     _collect(run_dir, done)
     return f"done {job.name} in {time.time() - started:.0f} s"
+
+
+def state_of(job: Job, results: Path, scratch: Path) -> str:
+    """``done``, ``diverged`` or ``todo``, for ``--list``."""
+    for summary in (results / job.name / SUMMARY, scratch / job.name / SUMMARY):
+        if summary.exists():
+            state, _ = status_of(summary)
+            if state == "finished":
+                return "done" if summary.is_relative_to(results) else "todo"  # not collected yet
+            return "diverged"
+    return "todo"
 
 
 def _collect(run_dir: Path, done: Path) -> None:
@@ -130,29 +238,62 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default=None, help="comma-separated rows to run (of the --only tables)")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds to run")
     parser.add_argument("--values", default=None, help="comma-separated values of the swept key to run")
-    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--jobs", default="1", help="jobs run at a time (>= 1)")
     parser.add_argument("--results", type=Path, default=ROOT / "results")
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/lt_bench_tables"))
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--cwd", type=Path, default=ROOT, help="checkout whose lt_bench runs the jobs")
     parser.add_argument("--list", action="store_true", help="print the jobs and whether each is done")
+    parser.add_argument(
+        "--retry-diverged", action="store_true", help="run the diverged jobs again, afresh (overwrite=true)"
+    )
     args = parser.parse_args(argv)
-    spec = yaml.safe_load(args.spec.read_text())
+    try:
+        return _main(args)
+    except TableError as err:
+        print(f"run_table: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace) -> int:
+    try:
+        workers = int(args.jobs)
+        seeds = {int(k) for k in args.seeds.split(",")} if args.seeds else None
+    except ValueError:
+        raise TableError(
+            f"--jobs {args.jobs} / --seeds {args.seeds}: give integers (--jobs 2, --seeds 0,1,2)"
+        ) from None
+    if workers < 1:
+        raise TableError(f"--jobs {workers}: run at least one job at a time (--jobs 1)")
+    spec = spec_of(args.spec)
+    only = set(args.only.split(",")) if args.only else None
+    unknown = sorted((only or set()) - set(spec))
+    if unknown:
+        raise TableError(
+            f"--only {','.join(unknown)}: no such table in {args.spec}; its tables: {', '.join(spec)}"
+        )
     jobs = jobs_of(
         spec,
-        set(args.only.split(",")) if args.only else None,
+        only,
         set(args.rows.split(",")) if args.rows else None,
-        {int(k) for k in args.seeds.split(",")} if args.seeds else None,
+        seeds,
         set(args.values.split(",")) if args.values else None,
     )
     if args.list:
         for job in jobs:
-            state = "done" if (args.results / job.name / "summary.json").exists() else "todo"
-            print(f"{state} {job.name}: {' '.join(job.overrides)}")
+            print(f"{state_of(job, args.results, args.scratch)} {job.name}: {' '.join(job.overrides)}")
         return 0
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for line in pool.map(lambda j: run(j, args.results, args.scratch, args.python, args.cwd), jobs):
+    lines = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for line in pool.map(
+            lambda j: run(j, args.results, args.scratch, args.python, args.cwd, args.retry_diverged), jobs
+        ):
             print(line, flush=True)
+            lines.append(line)
+    bad = [line.split()[1] for line in lines if failed(line)]
+    if bad:
+        print(f"run_table: {len(bad)} of {len(lines)} jobs have no result: {', '.join(bad)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -2,8 +2,8 @@
 the class weights (``schedule_of(...).class_weights``), the weight decay and SAM radius in force
 (``LongTailModule._apply_phase_to_optimizer`` on a real optimizer) and the training counts (the profile).
 
-The ``tests/test_recipes_<family>.py`` files compare these against the authors' values, written out there
-with the authors' file each comes from.
+The ``tests/recipes/test_recipes_<family>.py`` files compare these against the authors' values, written out
+there with the authors' file each comes from.
 """
 
 from __future__ import annotations

@@ -25,11 +25,12 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
+from lt_bench.config_nodes import is_operational
 from lt_bench.data.files import FileData
 from lt_bench.data.memory import MemoryData
 from lt_bench.data.profiles import long_tail_splits
 from lt_bench.data.samplers import EpochBatches, EvalBatches, SamplingFn, check_training_epoch
-from lt_bench.data.sources import FileSource, ImageSource, load_source
+from lt_bench.data.sources import FileSource, ImageSource, load_source, source_keys
 from lt_bench.errors import ConfigError, DataError
 from lt_bench.schedules import Schedule
 
@@ -54,6 +55,47 @@ def data_seed(cfg: DictConfig, seed: int) -> int:
     """The seed that draws the data: ``dataset.subset_seed``, or the run's ``seed`` when it is null."""
     subset_seed = cfg.get("subset_seed")
     return seed if subset_seed is None else int(subset_seed)
+
+
+# The dataset keys that decide which images each split holds, besides the data seed and the source's own
+# keys (:func:`split_keys`): the profile draws the long-tailed training subset, and the validation split is
+# held out of it.
+PROFILE_KEYS = ("profile", "imbalance_factor", "quantity_ratio", "val_fraction")
+
+
+def split_keys(source: str) -> tuple[str, ...]:
+    """The ``dataset.`` keys that decide which images the splits of ``source`` hold: the profile's, and what
+    the source reads (its test hold-out, ``use_val_list``, ...) less where the files are (``root``,
+    ``split_dir``: operational keys)."""
+    own = [k for k in source_keys(source) if not is_operational(f"dataset.{k}")]
+    return (*PROFILE_KEYS, *own)
+
+
+def split_changes(
+    trained: DictConfig, trained_seed: int, evaluated: DictConfig, evaluated_seed: int
+) -> list[str]:
+    """The settings that give the same source's splits other images than in training, each as
+    ``key=value (training: value)``: a key of :func:`split_keys`, or the data seed (:func:`data_seed`:
+    ``dataset.subset_seed``, else ``seed``). Empty for the same images, or for another source."""
+    if trained.source != evaluated.source:
+        return []
+    changes = []
+    for key in split_keys(str(trained.source)):
+        before, after = trained.get(key), evaluated.get(key)
+        if before != after:
+            changes.append(f"dataset.{key}={after} (training: {before})")
+    before, after = data_seed(trained, trained_seed), data_seed(evaluated, evaluated_seed)
+    if before != after:
+        if evaluated.get("subset_seed") != trained.get("subset_seed"):
+            changes.append(
+                f"dataset.subset_seed={evaluated.get('subset_seed')} (training: {trained.get('subset_seed')})"
+            )
+        else:
+            changes.append(
+                f"seed={evaluated_seed} (training: {trained_seed}; with dataset.subset_seed null it draws "
+                "the data)"
+            )
+    return changes
 
 
 def backend_for(source: object, name: str) -> type[MemoryData] | type[FileData]:

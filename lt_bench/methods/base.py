@@ -71,6 +71,7 @@ class LongTailModule(L.LightningModule):
         self.class_weights: Tensor | None = None
         self.loss_terms: dict[str, Tensor] = {}  # parts of a composite loss, named when it diverges
         self.test_result: dict[str, Any] | None = None
+        self.test_prefix = "test"  # "test_last": the final model's test before the selected one's
         self.val_result: dict[str, Any] | None = None
         # first non-finite loss of the epoch, (batch index, value), recorded on the device
         self._non_finite: tuple[Tensor, Tensor] | None = None
@@ -150,7 +151,20 @@ class LongTailModule(L.LightningModule):
         weights = self.schedule.class_weights(epoch, self.info.class_counts)
         self.class_weights = None if weights is None else weights.to(self.device)
         self._apply_phase_to_optimizer(epoch)
+        self._log_learning_rates()
         self.on_stage(epoch)
+
+    def _log_learning_rates(self) -> None:
+        """The epoch's learning rate: ``lr`` (the first parameter group's), and ``lr/group<k>`` for a
+        method's further groups (ARConvL's radii, a head with its own factor)."""
+        optimizer = self.optimizers()
+        groups = getattr(optimizer, "optimizer", optimizer).param_groups
+        rates = {}
+        for group in groups:
+            index = group.get("method_group", 0)
+            key = "lr" if index == 0 else f"lr/group{index}"
+            rates.setdefault(key, float(group["lr"]))
+        self.log_dict(rates, on_step=False, on_epoch=True, sync_dist=False)
 
     def _apply_phase_to_optimizer(self, epoch: int) -> None:
         """SAM's rho and the weight decay may take another value from ``schedule.e0`` on."""
@@ -334,7 +348,7 @@ class LongTailModule(L.LightningModule):
         self.val_result = self._finish(self.val_metrics, "val")
 
     def on_test_epoch_end(self) -> None:
-        self.test_result = self._finish(self.test_metrics, "test")
+        self.test_result = self._finish(self.test_metrics, self.test_prefix)
 
     # -- optimisation ------------------------------------------------------------------------------
     def param_groups(self) -> list[dict]:

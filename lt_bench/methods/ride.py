@@ -226,6 +226,6 @@ class RIDEMethod(LongTailModule):
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
-        experts = self._finish_experts(self.expert_test_metrics, "test")
+        experts = self._finish_experts(self.expert_test_metrics, self.test_prefix)
         if self.test_result is not None:
             self.test_result["experts"] = experts

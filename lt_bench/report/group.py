@@ -9,40 +9,20 @@ can be named by); :func:`swept_keys` and :func:`group_runs` group a sweep's runs
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from lt_bench.config_nodes import flatten_config, is_operational
-from lt_bench.report.load import MISSING, ReportError, Run, canonical, parse_overrides
+from lt_bench.config_nodes import (  # noqa: F401  (setting_of, setting_name: re-exported, the report's API)
+    NOT_SWEPT,
+    canonical,
+    defines_setting,
+    flatten_config,
+    setting_name,
+    setting_of,
+)
+from lt_bench.report.load import MISSING, ReportError, Run
 from lt_bench.stats import MeanStd
 from lt_bench.stats import mean_std as _mean_std
-
-# The seed is what we average over; the execution-only keys (is_operational) never define a setting either.
-NOT_SWEPT = ("seed",)
-
-
-def defines_setting(key: str) -> bool:
-    """Whether an override of ``key`` changes the science: not the seed, not an execution-only key."""
-    return key not in NOT_SWEPT and not is_operational(key)
-
-
-def setting_of(overrides: Sequence[str] | Mapping[str, str]) -> tuple[str, ...]:
-    """The setting of a run: its ``key=value`` overrides that change the science, sorted by key, each value
-    in one spelling (:func:`lt_bench.report.load.canonical`).
-
-    ``overrides`` is Hydra's override list (``["loss=la", "seed=1", "+x=2", "logger=wandb"]``, as in
-    ``.hydra/overrides.yaml`` or ``HydraConfig.get().overrides.task``) or an already parsed
-    ``{key: value}``. ``seed``, the execution-only keys and deletions (``~key``) are dropped, ``+``/``++``
-    prefixes ignored, so every seed of a setting, and a resumed or re-logged run, give the same tuple.
-    """
-    parsed = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)
-    return tuple(f"{k}={canonical(v)}" for k, v in sorted(parsed.items()) if defines_setting(k))
-
-
-def setting_name(overrides: Sequence[str] | Mapping[str, str]) -> str:
-    """:func:`setting_of` as one string, ``"key=value, key=value"``; ``"defaults"`` when nothing changes the
-    science."""
-    return ", ".join(setting_of(overrides)) or "defaults"
 
 
 @dataclass

@@ -2,7 +2,8 @@
 ``.hydra/overrides.yaml`` Hydra writes beside it, into :class:`Run` objects; and one spelling per value
 (:func:`canonical`), so runs written by overrides and by resolved configs compare equal.
 
-The bottom of :mod:`lt_bench.report`: it imports nothing from the package.
+The bottom of :mod:`lt_bench.report`: of the package it imports only the leaf :mod:`lt_bench.config_nodes`
+(where :func:`canonical` and :func:`parse_overrides` live, shared with the loggers' W&B groups).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from lt_bench.config_nodes import canonical, parse_overrides  # noqa: F401  (re-exported)
 
 METRICS = ("top1", "balanced_acc", "many", "medium", "few", "gmean")
 SPLITS = ("test", "test_last", "val", "test_best")
@@ -104,37 +107,6 @@ def split_title(split: str) -> str:
     return f"{TEST_BEST} — {TEST_BEST_LABEL}" if split == TEST_BEST else split
 
 
-def canonical(value: Any) -> str:
-    """One spelling per value, so ``5``, ``5.0`` and ``"5"`` from overrides and configs group together."""
-    if isinstance(value, str):
-        text = value.strip()
-        if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-            return text[1:-1]  # a quoted override value is the string itself
-        for number in (int, float):  # float() also reads 1e-4, which YAML 1.1 would keep as text
-            try:
-                return canonical(number(text))
-            except ValueError:
-                pass
-        lowered = text.lower()
-        if lowered in ("true", "false"):
-            return lowered
-        return "null" if lowered in ("null", "none", "~") else text
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
-            return str(int(value))
-        return repr(value)
-    if isinstance(value, dict):
-        # a config group node (e.g. ``loss``) is known by its option name
-        return str(value["name"]) if "name" in value else json.dumps(value, sort_keys=True)
-    if value is None:
-        return "null"
-    return str(value)
-
-
 def lookup(config: dict[str, Any], dotted: str) -> tuple[bool, Any]:
     """``(found, value)`` of a dotted key in a nested dict."""
     node: Any = config
@@ -145,57 +117,93 @@ def lookup(config: dict[str, Any], dotted: str) -> tuple[bool, Any]:
     return True, node
 
 
-def parse_overrides(lines: Sequence[str]) -> dict[str, str]:
-    """Hydra override strings -> ``{key: value}`` in command-line order.
+def is_evaluation(summary: dict[str, Any]) -> bool:
+    """Whether a summary is an evaluation's (``python -m lt_bench.eval``: ``split`` and ``checkpoint``), which
+    lies beside its run (``RUN/eval/SPLIT-DATE_TIME/``) and is no run of its own."""
+    return "split" in summary and "checkpoint" in summary
 
-    ``+key=v`` and ``++key=v`` add or force a key and count as ``key``; deletions (``~key``) carry no value
-    and are skipped; ``hydra.*`` overrides are bookkeeping, not configuration.
-    """
-    parsed: dict[str, str] = {}
-    for line in lines:
-        text = str(line).strip()
-        if not text or text.startswith("~") or "=" not in text:
-            continue
-        key, value = text.split("=", 1)
-        key = key.lstrip("+").strip()
-        if key.startswith("hydra.") or key.startswith("hydra/"):
-            continue
-        parsed[key] = value.strip()
-    return parsed
+
+def _number_list(value: Any, allow_none: bool) -> bool:
+    return isinstance(value, list) and all(
+        (v is None and allow_none) or (isinstance(v, int | float) and not isinstance(v, bool)) for v in value
+    )
+
+
+def malformed(summary: dict[str, Any]) -> str | None:
+    """Why the report cannot use a summary's figures (a per-class list or class counts that are not
+    numbers), or None."""
+    if "class_counts" in summary and not _number_list(summary["class_counts"], allow_none=False):
+        return "class_counts is not a list of numbers"
+    for split in SPLITS:
+        result = split_result(summary, split)
+        if result is not None and "per_class" in result and not _number_list(result["per_class"], True):
+            return f"{split} per_class is not a list of numbers"
+    return None
+
+
+def read_overrides(path: Path) -> tuple[dict[str, str], str | None]:
+    """The overrides in a ``.hydra/overrides.yaml`` (none when there is no file), and why the file was
+    ignored, if it was: not UTF-8, not YAML, not a list of overrides."""
+    if not path.exists():
+        return {}, None
+    try:
+        lines = yaml.safe_load(path.read_bytes().decode("utf-8")) or []
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        return {}, " ".join(str(err).split())
+    if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
+        return {}, f"not a list of overrides (it holds {type(lines).__name__} {str(lines)[:40]!r})"
+    return parse_overrides(lines), None
 
 
 def load_runs(root: Path) -> tuple[list[Run], list[str]]:
-    """Every run under ``root`` with a readable summary; also the warnings for the ones skipped."""
+    """Every run under ``root`` with a readable summary; also the warnings for the ones skipped.
+    Evaluations' summaries (``RUN/eval/...``) are not runs: they are counted in one warning."""
     if not root.exists():
         raise ReportError(f"{root} does not exist; pass a run or sweep directory (e.g. multirun/DATE/TIME)")
     if not root.is_dir():
         raise ReportError(f"{root} is not a directory; pass the run or sweep directory that holds it")
     runs: list[Run] = []
     warnings: list[str] = []
+    evaluations = 0
     for path in sorted(root.rglob("summary.json")):
         try:
-            summary = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            warnings.append(f"skipped {path}: {err}")
+            summary = json.loads(path.read_bytes().decode("utf-8"))
+        except (OSError, ValueError) as err:  # ValueError: not UTF-8, or not JSON
+            warnings.append(f"skipped {path}: {' '.join(str(err).split())}")
             continue
         if not isinstance(summary, dict):
             warnings.append(f"skipped {path}: not a JSON object")
             continue
+        if is_evaluation(summary):
+            evaluations += 1
+            continue
         if summary.get("status") == "diverged":  # a missing status: finished (summaries before it)
             warnings.append(f"skipped {path}: diverged ({summary.get('reason', 'no reason recorded')})")
             continue
+        problem = malformed(summary)
+        if problem is not None:
+            warnings.append(f"skipped {path}: {problem}")
+            continue
         overrides_file = path.parent / ".hydra" / "overrides.yaml"
-        overrides: dict[str, str] = {}
-        if overrides_file.exists():
-            try:
-                overrides = parse_overrides(yaml.safe_load(overrides_file.read_text()) or [])
-            except yaml.YAMLError as err:
-                warnings.append(f"ignored {overrides_file}: {err}")
+        overrides, ignored = read_overrides(overrides_file)
+        if ignored is not None:
+            warnings.append(f"ignored {overrides_file}: {ignored}; the run's resolved config is used")
         runs.append(Run(path.parent, overrides, needed_fields(summary)))
+    if evaluations:
+        warnings.append(
+            f"left out {evaluations} evaluation summar{'y' if evaluations == 1 else 'ies'} "
+            "(python -m lt_bench.eval, RUN/eval/...): they are not training runs"
+        )
     if not runs:
+        notes = [w for w in warnings if w.startswith(("skipped ", "left out "))]
+        found = (
+            f"no summary.json of a training run could be used under {root} ({'; '.join(notes)})"
+            if notes
+            else f"no summary.json found under {root}"
+        )
         raise ReportError(
-            f"no summary.json found under {root}; point it at a run or sweep directory "
-            "(e.g. `python -m lt_bench --multirun loss=ce,la seed=0,1,2` writes multirun/DATE/TIME)"
+            f"{found}; point it at a run or sweep directory (e.g. `python -m lt_bench --multirun "
+            "loss=ce,la seed=0,1,2` writes multirun/DATE/TIME)"
         )
     return runs, warnings
 
