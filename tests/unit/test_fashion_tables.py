@@ -82,7 +82,26 @@ def test_long_table_shows_the_test_selected_epoch_and_judges_only_with_a_spread(
     write_lt_run(tmp_path, "fashion_lt_long", "ce", 1, 0.879, None)
     write_lt_run(tmp_path, "fashion_lt_long", "phase", 1, 0.886, None)
     text = fashion_tables.fashion_lt_table(tmp_path, "fashion_lt_long", fashion_tables.FASHION_LT_LONG_ROWS)
-    assert "| PHASE | 2 | 88.6 ± 0.0 |" in text and text.rstrip().endswith("| yes |")
+    (phase,) = [line for line in text.splitlines() if line.startswith("| PHASE |")]
+    assert phase.startswith("| PHASE | 2 | 88.6 ± 0.0 |") and phase.endswith("| yes |")
+
+
+def test_length_table_judges_ce_and_la_at_both_lengths_by_the_seeds_spread(tmp_path: Path) -> None:
+    # 30 epochs: CE 87.0 ± 0.14, LA 90.0 ± 0.14, PHASE 88.0 ± 0.14 -> beats CE (+1.0 > 0.28), not LA (-2.0)
+    # 100 epochs: one PHASE seed only -> the margin, unjudged
+    for seed, (ce, la, phase) in enumerate([(0.869, 0.899, 0.879), (0.871, 0.901, 0.881)]):
+        write_lt_run(tmp_path, "fashion_lt", "ce", seed, ce, None)
+        write_lt_run(tmp_path, "fashion_lt", "la", seed, la, None)
+        write_lt_run(tmp_path, "fashion_lt", "phase", seed, phase, None)
+        write_lt_run(tmp_path, "fashion_lt_long", "ce", seed, ce, None)
+    write_lt_run(tmp_path, "fashion_lt_long", "phase", 0, 0.885, 0.887)
+    text = fashion_tables.length_table(tmp_path)
+    assert "beats CE | beats LA" in text.splitlines()[0] and "optimistic" in text.splitlines()[0]
+    (phase,) = [line for line in text.splitlines() if line.startswith("| PHASE |")]
+    cells = [c.strip() for c in phase.strip("|").split("|")]
+    assert cells[1:4] == ["88.0 ± 0.1 (n=2)", "yes (+1.0)", "no (-2.0)"]
+    assert cells[4:6] == ["88.5 (n=1)", "? (+1.5, one seed: no spread to judge by)"]
+    assert cells[6] == "—" and cells[7] == "88.7"  # no LA run at 100 epochs; the test-selected epoch
 
 
 def test_write_replaces_the_block_of_docs_results_md_and_nothing_else(results: Path, tmp_path: Path) -> None:
