@@ -51,7 +51,8 @@ from lt_bench.config import Config
 from lt_bench.config_nodes import is_operational
 from lt_bench.data.datamodule import split_changes
 from lt_bench.data.samplers import eval_shard
-from lt_bench.errors import ConfigError, one_line_errors
+from lt_bench.errors import ConfigError, one_line_errors, one_line_hydra_errors
+from lt_bench.loggers import log_eval
 from lt_bench.methods.base import CLASS_COUNTS_KEY
 from lt_bench.models.heads import CosineHead, PrototypeHead
 from lt_bench.posthoc import SAVABLE, Predictions, check_head, check_sweep, save_predictions, sweep
@@ -340,12 +341,9 @@ def evaluate(
     :func:`lt_bench.rundir.prepared_evaluation`); returns the summary (rank 0 writes it, with
     ``hydra_files`` and last). ``stop``: the process's stop-signal handling, whose stop waits for the
     final writes."""
-    from lightning.pytorch.utilities import rank_zero_only
-
     check_request(cfg)
     ckpt = checkpoint_file(cfg.ckpt)
-    owner = rank_zero_only.rank == 0
-    with rundir.prepared_evaluation(run_dir, run_dir_of_checkpoint(ckpt), owner=owner):
+    with rundir.prepared_evaluation(run_dir, run_dir_of_checkpoint(ckpt), owner=rundir.first_rank()):
         return _evaluate(cfg, overrides, run_dir, ckpt, hydra_files or {}, stop or StopAtOnce("", ""))
 
 
@@ -386,7 +384,7 @@ def _evaluate(
     for adjustment in taus:  # before any evaluation: a tau-norm of a cosine head is refused at once
         check_head(adjustment, facts["head"])
 
-    trainer, _ = build_trainer(run_cfg, run_dir, has_val=False)
+    trainer, _ = build_trainer(run_cfg, run_dir, has_val=False, job_type="eval")
     # the loss of the epoch the checkpoint continues with, as training's own test after fit uses
     trainer.fit_loop.epoch_progress.current.completed = int(checkpoint.get("epoch", -1)) + 1
     recorder = PredictionRecorder(features=bool("features" in cfg.save or "tau_norm" in taus))
@@ -439,6 +437,7 @@ def _evaluate(
         rundir.write_hydra_files(run_dir, hydra_files)
         write_summary(run_dir, summary, counts, key=cfg.split)
         stop.outcome = f"the evaluation had finished: {run_dir / 'summary.json'} is complete"
+    log_eval(run_cfg, summary, run_dir, run_dir_of_checkpoint(ckpt))  # W&B, when the run used it
     log.info("%s: %s", cfg.split, format_result(summary[cfg.split]))
     log.info("wrote %s", run_dir / "summary.json")
     if run_cfg.print_table:
@@ -483,6 +482,7 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
 
 
 register()
+one_line_hydra_errors()  # Hydra's refusals of the command line: one line, exit status 2
 
 
 EVALUATE_AGAIN = "run the evaluation again"

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from lt_bench.errors import ConfigError
+from lt_bench.errors import ConfigError, LtBenchError
 
 T = TypeVar("T")
 
@@ -135,15 +135,17 @@ def import_plugins(modules: Iterable[str]) -> None:
                 f"plugins: {module!r} has a syntax error ({err.msg}, {where}); fix the module, or remove it "
                 "from plugins"
             ) from None
+        except LtBenchError:  # lt_bench's own refusal (a plug-in registered wrongly): already one line
+            raise
         except Exception as err:  # the module's own code failed while it was imported
             message = " ".join(str(err).split())  # one line, whatever the module raised
             raise ConfigError(
-                f"plugins: importing {module!r} raised {type(err).__name__}: {message} ({_where(err)}); "
+                f"plugins: importing {module!r} raised {type(err).__name__}: {message} ({_failed_at(err)}); "
                 "fix the module, or remove it from plugins"
             ) from None
 
 
-def _where(err: BaseException) -> str:
+def _failed_at(err: BaseException) -> str:
     """``FILE, line N`` of the innermost frame of ``err``'s traceback: where the module's code failed."""
     frames = traceback.extract_tb(err.__traceback__)
     return f"{frames[-1].filename}, line {frames[-1].lineno}" if frames else "no traceback"

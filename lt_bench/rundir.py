@@ -421,6 +421,13 @@ def prepared_evaluation(out_dir: Path, evaluated_run: Path, owner: bool = True) 
         yield out_dir
 
 
+def first_rank() -> bool:
+    """Whether this process is rank 0 (the one that holds and writes the folder)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return rank_zero_only.rank == 0
+
+
 def _hydra_writes_its_files() -> bool:
     """Whether Hydra wrote ``.hydra/`` into the job's folder itself (a command that sets
     ``hydra.output_subdir``)."""
@@ -439,7 +446,8 @@ class EvaluationDir(Callback):
             if OmegaConf.is_missing(config, "ckpt"):
                 raise ConfigError(MISSING_CKPT)
             check_ckpt_exists(str(config.ckpt))  # else its folder (and RUN/eval/) would be a typo's
-            check_evaluation_dir(Path(str(config.hydra.run.dir)))
+            if first_rank():  # a rank that rank 0 started evaluates into rank 0's folder
+                check_evaluation_dir(Path(str(config.hydra.run.dir)))
         except LtBenchError as err:
             # SystemExit, not an Exception: Hydra's run_and_report would print a traceback for one
             print(f"lt_bench: error: {err}", file=sys.stderr)

@@ -7,8 +7,8 @@ A test step is held on purpose by this module itself, imported as a ``plugins`` 
 ``LT_BENCH_TEST_HOLD=MARKER`` set, the first ``test_step`` touches MARKER and waits until a stop signal
 has been received (lt_bench.eval's handler raises inside the wait; training's stop flag ends it), so the
 signal always lands inside a test, on its only batch, and the test file needs no sleep of a guessed
-length. The quick case (SIGTERM to the process and its group, as ``timeout`` does) runs in the suite;
-the others with ``make faults``.
+length. All run with ``make faults``; the suite's quick case (SIGTERM to the process and its group, as
+``timeout`` does) is in tests/e2e/test_eval_guarantees.py.
 """
 
 from __future__ import annotations
@@ -112,6 +112,7 @@ def assert_stopped_evaluation(code: int, stderr: str, out: Path, name: str, stat
     return line
 
 
+@pytest.mark.faults  # the suite's quick case is tests/e2e/test_eval_guarantees.py's, on its shared run
 def test_eval_sigterm_to_the_process_and_its_group_stops_it_once_with_143(trained, tmp_path):
     """What `timeout -s TERM` does: the signal to the command, then to its process group."""
     out, marker = tmp_path / "eval", tmp_path / "held"

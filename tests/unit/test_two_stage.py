@@ -35,6 +35,7 @@ def _fit(*overrides: str) -> Snapshots:
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
+        limit_train_batches=3,  # a few steps per stage show what moves and what does not
         limit_val_batches=0,
         use_distributed_sampler=False,
         callbacks=[snapshots],
