@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from lt_bench.errors import ConfigError
-
-if TYPE_CHECKING:
-    from lt_bench.config import OptimizerConfig
 
 
 def lr_factor(
@@ -141,8 +138,9 @@ def decay_groups(param_groups: list[dict], decay_norm_and_bias: bool) -> list[di
     return out
 
 
-def build_optimizer(param_groups: list[dict], o: OptimizerConfig) -> torch.optim.Optimizer:
-    """The optimizer ``o`` (an ``optimizer`` config node) describes, over :func:`decay_groups`.
+def build_optimizer(param_groups: list[dict], o: Any) -> torch.optim.Optimizer:
+    """The optimizer ``o`` (an ``optimizer`` config node: ``lt_bench.config.OptimizerConfig``'s keys, typed
+    loosely so that this module stays below the configuration layer) describes, over :func:`decay_groups`.
 
     SGD takes ``momentum``, ``nesterov``; AdamW ``betas``, ``eps`` and decays decoupled from the gradient
     (``w <- w - lr * weight_decay * w``, Loshchilov & Hutter), as ``torch.optim.AdamW`` does; ``sam`` wraps
