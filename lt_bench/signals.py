@@ -325,8 +325,12 @@ class StopAtOnce:
         try:
             yield self
         finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+            # once stopped, the process is on its way out: the handler stays, so the same signal arriving
+            # again (GNU timeout signals the command, then its group) is still one request, never the
+            # default action that would end the process before its one line and status
+            if self.signum is None:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self._repeats.is_repeat(signum):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -177,7 +176,7 @@ def test_eval_without_ckpt_or_into_an_unwritable_folder_is_one_line(trained, tmp
 # -- 9: the quick signal case ------------------------------------------------------------------------------
 def test_eval_sigterm_from_timeout_is_one_line_143(trained, tmp_path):
     """SIGTERM to the process and then to its group (GNU timeout's way): counted once, one line, 143."""
-    from tests.faults.test_eval_signals import HOLD_ENV, PLUGIN, finish, wait_for
+    from tests.faults.test_eval_signals import HOLD_ENV, PLUGIN, signal_when_held
 
     out, marker = tmp_path / "eval", tmp_path / "held"
     process = subprocess.Popen(
@@ -185,14 +184,7 @@ def test_eval_sigterm_from_timeout_is_one_line_143(trained, tmp_path):
         cwd=ROOT, env={**ENV, HOLD_ENV: str(marker)}, text=True, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
-    try:
-        wait_for(marker, process)
-        process.send_signal(signal.SIGTERM)
-        os.killpg(process.pid, signal.SIGTERM)
-        code, stderr = finish(process)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+    code, stderr = signal_when_held(process, marker, group_too=True)  # as GNU timeout sends it
     assert code == 143, stderr[-3000:]
     assert "Traceback" not in stderr
     (line,) = [x for x in stderr.splitlines() if x.startswith("lt_bench: error:")]

@@ -91,6 +91,23 @@ def finish(process: subprocess.Popen, timeout: float = 60) -> tuple[int, str]:
     return process.returncode, stderr
 
 
+def signal_when_held(
+    process: subprocess.Popen, marker: Path, signum: int = signal.SIGTERM, group_too: bool = False
+) -> tuple[int, str]:
+    """Wait until ``process`` holds at the marked step, send it ``signum`` (and, with ``group_too``, its
+    process group the same signal microseconds later, as GNU ``timeout`` does); its status and stderr. A
+    process that does not end is killed with its group."""
+    try:
+        wait_for(marker, process)
+        process.send_signal(signum)
+        if group_too:
+            os.killpg(process.pid, signum)
+        return finish(process)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
 def one_error_line(stderr: str) -> str:
     assert "Traceback" not in stderr, stderr[-3000:]
     lines = [x for x in stderr.splitlines() if x.startswith("lt_bench: error:")]
@@ -117,14 +134,7 @@ def test_eval_sigterm_to_the_process_and_its_group_stops_it_once_with_143(traine
     """What `timeout -s TERM` does: the signal to the command, then to its process group."""
     out, marker = tmp_path / "eval", tmp_path / "held"
     process = start(eval_command(trained, out), marker)
-    try:
-        wait_for(marker, process)
-        process.send_signal(signal.SIGTERM)
-        os.killpg(process.pid, signal.SIGTERM)  # the same signal again, microseconds later
-        code, stderr = finish(process)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+    code, stderr = signal_when_held(process, marker, group_too=True)  # the same signal twice
     line = assert_stopped_evaluation(code, stderr, out, "SIGTERM", 143)
     print(f"\n{line}")
     assert "a second SIGTERM" not in stderr
@@ -155,13 +165,7 @@ def test_eval_under_gnu_timeout_stops_with_one_line_and_143(trained, tmp_path):
 def test_eval_sigint_stops_it_with_one_line_and_130(trained, tmp_path):
     out, marker = tmp_path / "eval", tmp_path / "held"
     process = start(eval_command(trained, out), marker)
-    try:
-        wait_for(marker, process)
-        process.send_signal(signal.SIGINT)
-        code, stderr = finish(process)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+    code, stderr = signal_when_held(process, marker, signal.SIGINT)
     line = assert_stopped_evaluation(code, stderr, out, "SIGINT", 130)
     print(f"\n{line}")
 
@@ -173,14 +177,7 @@ def test_training_sigterm_in_the_final_test_exits_143_without_a_summary(tmp_path
     run_dir, marker = tmp_path / "run", tmp_path / "held"
     command = ["lt_bench", *FAST, "dataset.test_per_class=20", f"hydra.run.dir={run_dir}"]
     process = start(command, marker)
-    try:
-        wait_for(marker, process)
-        process.send_signal(signal.SIGTERM)
-        os.killpg(process.pid, signal.SIGTERM)
-        code, stderr = finish(process)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+    code, stderr = signal_when_held(process, marker, group_too=True)
     assert code == 143, stderr[-3000:]
     line = one_error_line(stderr)
     print(f"\n{line}")
