@@ -28,6 +28,9 @@ class Call:
     shown: str
     positional: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
+    # the entry's other parameters are config keys (loss., backbone. ...): one without a default is a key
+    # the user must set, which the builder checks by name when it is called, not a wrong signature
+    more_from_config: bool = False
 
 
 # The call each kind's entries get (lt_bench/methods, losses, models, posthoc). An entry whose signature
@@ -36,9 +39,9 @@ class Call:
 # keys, checked against their signature when the dataset is read.
 CALLS = {
     "method": Call("__init__(self, cfg, info, schedule)", ("cfg", "info", "schedule")),
-    "loss": Call("__init__(self, class_counts, *, <parameters with defaults>)", ("class_counts",)),
-    "head": Call("(in_dim, num_classes, <parameters with defaults>)", ("in_dim", "num_classes")),
-    "backbone": Call("(in_channels, <parameters with defaults>)", keywords=("in_channels",)),
+    "loss": Call("__init__(self, class_counts, *, <parameters>)", ("class_counts",), more_from_config=True),
+    "head": Call("(in_dim, num_classes, <parameters>)", ("in_dim", "num_classes"), more_from_config=True),
+    "backbone": Call("(in_channels, <parameters>)", keywords=("in_channels",), more_from_config=True),
     "posthoc": Call("(outputs, tau) -> logits", ("outputs", "tau")),
 }
 
@@ -50,7 +53,8 @@ def check_call(kind: str, name: str, obj: object, call: Call) -> None:
     except (TypeError, ValueError):  # a builtin without a signature: nothing to check
         return
     try:
-        signature.bind(*call.positional, **dict.fromkeys(call.keywords))
+        bind = signature.bind_partial if call.more_from_config else signature.bind
+        bind(*call.positional, **dict.fromkeys(call.keywords))
     except TypeError as err:
         where = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
         raise ConfigError(

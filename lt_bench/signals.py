@@ -314,6 +314,7 @@ class StopAtOnce:
         self.signum: int | None = None
         self._repeats = Repeats()
         self._deferring = 0
+        self._stopped_at: float | None = None
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[StopAtOnce]:
@@ -325,12 +326,13 @@ class StopAtOnce:
         try:
             yield self
         finally:
-            # once stopped, the process is on its way out: the handler stays, so the same signal arriving
-            # again (GNU timeout signals the command, then its group) is still one request, never the
-            # default action that would end the process before its one line and status
-            if self.signum is None:
-                for s, handler in previous.items():
-                    signal.signal(s, handler)
+            # the same signal may still be on its way (GNU timeout signals the command, then its group):
+            # the handler stays until the duplicate window has passed, so that copy is one request, never
+            # the default action that would end the process before its one line and status
+            if self._stopped_at is not None:
+                time.sleep(max(0.0, self._stopped_at + DUPLICATE_WINDOW_S - time.monotonic()))
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self._repeats.is_repeat(signum):
@@ -340,7 +342,7 @@ class StopAtOnce:
             line = f"lt_bench: error: a second {name} ended {self.what} at once; {self.outcome}\n"
             os.write(2, line.encode())  # not sys.stderr: the main thread may hold its lock
             os._exit(exit_code_of(self.signum))
-        self.signum = signum
+        self.signum, self._stopped_at = signum, time.monotonic()
         if not self._deferring:
             raise self.interruption()
 
