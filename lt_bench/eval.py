@@ -124,11 +124,30 @@ def checkpoint_file(ckpt: str) -> Path:
         best = sorted(folder.glob("best-*.ckpt"))
         if len(best) == 1:
             return best[0]
+        if len(best) > 1:  # the summary names the selected epoch; without it, guessing would be silent
+            chosen = selected_checkpoint(path, best)
+            if chosen is not None:
+                return chosen
+            names = ", ".join(b.name for b in best)
+            raise ConfigError(
+                f"ckpt={ckpt}: {folder} holds {len(best)} best checkpoints ({names}) and no summary.json "
+                f"names the selected epoch; pass the one to evaluate: ckpt={best[-1]}"
+            )
         if (folder / LAST).is_file():
             return folder / LAST
         raise ConfigError(f"ckpt={ckpt}: the directory holds no {CHECKPOINT_DIR}/{LAST}; pass a .ckpt file")
     rundir.check_ckpt_exists(ckpt)
     raise ConfigError(f"ckpt={ckpt} is neither a file nor a directory; pass a checkpoint or a run directory")
+
+
+def selected_checkpoint(run_dir: Path, best: list[Path]) -> Path | None:
+    """Of several ``best-epoch=*.ckpt``, the one of the epoch the run's ``summary.json`` selected
+    (``best_epoch``), or None when the summary is missing, unreadable or names none of them."""
+    try:
+        epoch = int(json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))["best_epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return next((b for b in best if b.stem.split("epoch=")[-1].split("-")[0] == f"{epoch:03d}"), None)
 
 
 def stored_config(checkpoint: dict[str, Any], path: Path) -> DictConfig:

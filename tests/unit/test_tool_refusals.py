@@ -196,3 +196,32 @@ def test_an_evaluation_stops_at_once_on_a_real_signal_and_finishes_its_writes_fi
     assert written == ["summary.json"] and stopped.value.exit_code == 130
     assert str(stopped.value) == "stopped by SIGINT during the evaluation; the summary is complete"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+# -- item 8: the report and eval pick the right runs and checkpoints -------------------------------------
+def test_the_report_leaves_an_evaluations_summary_out_of_the_runs(tmp_path):
+    from lt_bench.report.load import load_runs
+
+    run = tmp_path / "run0"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"status": "finished", "seed": 0, "test": {"top1": 0.5}}))
+    evaluation = run / "eval" / "test-2026-12-05_18-00-00"
+    evaluation.mkdir(parents=True)
+    summary = {"split": "test", "checkpoint": str(run / "checkpoints" / "last.ckpt"), "test": {"top1": 0.6}}
+    (evaluation / "summary.json").write_text(json.dumps(summary))
+    runs, warnings = load_runs(tmp_path)
+    assert [r.path for r in runs] == [run]  # the evaluation is no run (nor a group of the Friedman test)
+    assert any("left out 1 evaluation summary" in w for w in warnings)
+
+
+def test_eval_of_a_run_directory_with_two_best_checkpoints_takes_the_selected_one_or_refuses(tmp_path):
+    from lt_bench.eval import checkpoint_file
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for name in ("best-epoch=003.ckpt", "best-epoch=007.ckpt", "last.ckpt"):
+        (folder / name).write_bytes(b"")
+    with pytest.raises(ConfigError, match="holds 2 best checkpoints .* no summary.json names the selected"):
+        checkpoint_file(str(tmp_path))  # never last.ckpt in silence
+    (tmp_path / "summary.json").write_text(json.dumps({"best_epoch": 3}))
+    assert checkpoint_file(str(tmp_path)) == folder / "best-epoch=003.ckpt"
