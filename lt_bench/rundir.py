@@ -82,16 +82,12 @@ def locked(run_dir: Path) -> Iterator[None]:
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            if err.errno not in (errno.EACCES, errno.EAGAIN):
-                raise
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "not yet written"
+        holder = _holder_if_locked(fd, fcntl.LOCK_EX)
+        if holder is not None:
             raise RunDirInUse(
                 f"{run_dir} is in use by another lt_bench run (PID {holder}); wait for it to end, or give "
                 "this run a directory of its own (hydra.run.dir=NEW_DIR)"
-            ) from None
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
@@ -112,15 +108,20 @@ def held_elsewhere(run_dir: Path) -> str | None:
     except OSError:
         return None
     try:
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as err:
-            if err.errno not in (errno.EACCES, errno.EAGAIN):
-                raise
-            return os.pread(fd, 32, 0).decode(errors="replace").strip() or "not yet written"
-        return None
+        return _holder_if_locked(fd, fcntl.LOCK_SH)
     finally:
         os.close(fd)
+
+
+def _holder_if_locked(fd: int, kind: int) -> str | None:
+    """Take the ``kind`` lock on ``fd`` without waiting: None when taken, else the PID its holder wrote."""
+    try:
+        fcntl.lockf(fd, kind | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EAGAIN):
+            raise
+        return os.pread(fd, 32, 0).decode(errors="replace").strip() or "not yet written"
+    return None
 
 
 # -- finished runs ---------------------------------------------------------------------------------------
