@@ -117,6 +117,17 @@ def build_trainer(
     return trainer, checkpoint
 
 
+def precision_rewritten(asked: str, runs_as: str) -> list[str]:
+    """A warning when Lightning reads ``trainer.precision`` as another setting (``16`` is ``16-mixed``,
+    ``bf16`` is ``bf16-mixed``, ...): the summary then records what the run used, not only what was typed."""
+    if asked == runs_as:
+        return []
+    return [
+        f"trainer.precision={asked} runs as {runs_as} (Lightning's reading of it); write "
+        f"trainer.precision={runs_as} to say so (summary.json: warnings)"
+    ]
+
+
 def realised_imbalance(d: DictConfig, datamodule: LongTailDataModule) -> tuple[float | None, list[str]]:
     """n_max / n_min of the long-tailed training set (before a validation split is held out of it: the
     set ``dataset.imbalance_factor`` describes), and a warning when it differs from the requested factor
@@ -273,6 +284,7 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
             info.test_size,
         )
         realised_if, start_warnings = realised_imbalance(cfg.dataset, datamodule)
+        start_warnings += precision_rewritten(str(cfg.trainer.precision), str(trainer.precision))
         if trainer.is_global_zero:
             for line in start_warnings:  # one line each, at start, on stderr (the log file gets it too)
                 print(f"lt_bench: warning: {line}", file=sys.stderr)

@@ -254,3 +254,14 @@ def test_an_imbalance_factor_the_data_cannot_give_warns_once_and_is_recorded(run
     assert summary["realised_imbalance_factor"] == 400
     assert summary["warnings"] == [lines[0].removeprefix("lt_bench: warning: ")]
     assert math.isclose(max(summary["class_counts"]) / min(summary["class_counts"]), 400)
+
+
+def test_a_precision_lightning_rewrites_is_recorded_in_the_warnings(tmp_path):
+    from lt_bench.train import precision_rewritten
+
+    cfg = make_config("trainer.precision=bf16")
+    validate(cfg)
+    trainer, _ = build_trainer(cfg, tmp_path, has_val=False, with_logger=False)
+    (line,) = precision_rewritten(str(cfg.trainer.precision), str(trainer.precision))
+    assert "trainer.precision=bf16 runs as bf16-mixed" in line
+    assert precision_rewritten("32-true", "32-true") == []
