@@ -298,7 +298,23 @@ def prepared(
     with locked(run_dir) if owner else contextlib.nullcontext():
         resume_from = resolve_ckpt_path(cfg.ckpt_path, run_dir)
         earlier = files_to_replace(run_dir, resume_from, cfg.ckpt_path, cfg.overwrite) if owner else []
+        refuse_removing_a_running_evaluation(run_dir, earlier)
         yield RunDirectory(run_dir, resume_from, earlier, hydra_files)
+
+
+def refuse_removing_a_running_evaluation(run_dir: Path, earlier: list[Path]) -> None:
+    """A fresh start that would remove ``RUN/eval/`` while an evaluation is writing into it is refused:
+    the evaluation's folder (and what it is writing) would vanish under it."""
+    if run_dir / EVAL_DIR not in earlier:
+        return
+    for folder in sorted((run_dir / EVAL_DIR).rglob("*")):
+        holder = held_elsewhere(folder) if folder.is_dir() else None
+        if holder is not None:
+            raise ConfigError(
+                f"{folder} is in use by a running evaluation (PID {holder}), and this run would remove "
+                f"{run_dir / EVAL_DIR} with the earlier outputs; wait for the evaluation to end, or start "
+                "over in a new directory (hydra.run.dir=NEW_DIR)"
+            )
 
 
 # -- evaluations --------------------------------------------------------------------------------------------

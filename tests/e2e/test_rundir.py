@@ -120,6 +120,22 @@ def test_overwrite_removes_every_output_of_the_earlier_run_and_nothing_else(run_
     assert sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*")) == sorted(NOT_OUTPUTS)
 
 
+def test_overwrite_is_refused_while_an_evaluation_writes_into_the_runs_eval_folder(run_dir):
+    _plant(run_dir, "summary.json")
+    evaluation = run_dir / rundir.EVAL_DIR / "test-2026-12-05_18-00-00"
+    evaluation.mkdir(parents=True)
+    holder = _holder(evaluation)  # another process: a running `python -m lt_bench.eval`
+    try:
+        earlier = rundir.files_to_replace(run_dir, None, None, overwrite=True)
+        with pytest.raises(ConfigError, match="in use by a running evaluation .* would remove"):
+            rundir.refuse_removing_a_running_evaluation(run_dir, earlier)
+    finally:
+        holder.kill()
+        holder.wait()
+    rundir.refuse_removing_a_running_evaluation(run_dir, earlier)  # ended: nothing holds it any more
+    assert evaluation.is_dir()  # refusing removed nothing
+
+
 def test_continuing_keeps_everything_and_auto_without_a_checkpoint_starts_over(run_dir):
     _plant(run_dir, *EARLIER)
     last = str(run_dir / "checkpoints" / "last.ckpt")
