@@ -55,7 +55,15 @@ from lt_bench.errors import ConfigError, one_line_errors, one_line_hydra_errors
 from lt_bench.loggers import log_eval
 from lt_bench.methods.base import CLASS_COUNTS_KEY
 from lt_bench.models.heads import CosineHead, PrototypeHead
-from lt_bench.posthoc import SAVABLE, Predictions, check_head, check_sweep, save_predictions, sweep
+from lt_bench.posthoc import (
+    SAVABLE,
+    Predictions,
+    check_head,
+    check_sweep,
+    save_predictions,
+    sweep,
+    sweep_rows,
+)
 from lt_bench.rundir import run_dir_of_checkpoint, run_dir_of_job
 from lt_bench.signals import StopAtOnce
 from lt_bench.startup import start_process
@@ -468,16 +476,12 @@ def posthoc_rows(report: dict[str, Any], split: str) -> list[tuple[str, dict[str
     """One (label, figures on ``split``) per adjustment and tau; the selected tau is marked."""
     rows = []
     on, select_by = report["selected_on"], report["select_by"]
-    for adjustment in (k for k in report if k not in ("select_by", "selected_on")):
-        chosen = report[adjustment]["selected_tau"]
-        for row in report[adjustment]["rows"]:
-            label = f"{adjustment} tau={row['tau']:g}"
-            if on is not None and on != split:
-                value = row[on].get(select_by)
-                label += f" ({on} {select_by} {'—' if value is None else f'{100 * value:.2f}'})"
-            if chosen is not None and row["tau"] == chosen:
-                label += " *"
-            rows.append((label, row[split]))
+    for adjustment, row, chosen in sweep_rows(report):
+        label = f"{adjustment} tau={row['tau']:g}"
+        if on is not None and on != split:
+            value = row[on].get(select_by)
+            label += f" ({on} {select_by} {'—' if value is None else f'{100 * value:.2f}'})"
+        rows.append((label + (" *" if chosen else ""), row[split]))
     return rows
 
 

@@ -35,6 +35,7 @@ from lt_bench.atomic import atomic_write
 from lt_bench.config_nodes import flatten_config, setting_name
 from lt_bench.errors import ConfigError
 from lt_bench.metrics import CONFUSION_MAX_CLASSES, SCALAR_KEYS
+from lt_bench.posthoc import sweep_rows
 
 METRICS_FILE = "metrics.csv"  # Lightning's CSVLogger file name (ExperimentWriter.NAME_METRICS_FILE)
 
@@ -547,15 +548,11 @@ def posthoc_rows(posthoc: Mapping[str, Any], split: str) -> list[list[Any]]:
     column only when a tau was chosen on a split (the validation split)."""
     on, select_by = posthoc.get("selected_on"), posthoc.get("select_by")
     rows = []
-    for adjustment, report in posthoc.items():
-        if adjustment in ("select_by", "selected_on") or not isinstance(report, Mapping):
-            continue
-        for row in report.get("rows", []):
-            figures = row.get(split) or {}
-            chosen = report.get("selected_tau") is not None and row["tau"] == report["selected_tau"]
-            chosen_by = [_number((row.get(on) or {}).get(select_by))] if on else []
-            figures_row = [_number(figures.get(k)) for k in SCALAR_KEYS]
-            rows.append([adjustment, float(row["tau"]), chosen, *figures_row, *chosen_by])
+    for adjustment, row, chosen in sweep_rows(posthoc):
+        figures = row.get(split) or {}
+        chosen_by = [_number((row.get(on) or {}).get(select_by))] if on else []
+        figures_row = [_number(figures.get(k)) for k in SCALAR_KEYS]
+        rows.append([adjustment, float(row["tau"]), chosen, *figures_row, *chosen_by])
     return rows
 
 

@@ -31,7 +31,7 @@ facts the adjustments need: ``class_counts`` int64 [C] (training counts), ``head
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -311,3 +311,14 @@ def sweep(
         chosen = None if on is None else choose([r[on].get(select_by) for r in rows], select_by)
         report[adjustment] = {"rows": rows, "selected_tau": None if chosen is None else rows[chosen]["tau"]}
     return report
+
+
+def sweep_rows(report: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any], bool]]:
+    """``(adjustment, row, selected)`` for every tau of a :func:`sweep` report (``summary["posthoc"]``), in
+    order: the one reading of the report that the terminal table and the W&B table both print."""
+    for adjustment, entry in report.items():
+        if adjustment in ("select_by", "selected_on") or not isinstance(entry, Mapping):
+            continue
+        chosen = entry.get("selected_tau")
+        for row in entry.get("rows", []):
+            yield adjustment, row, chosen is not None and row["tau"] == chosen
