@@ -67,7 +67,7 @@ from lt_bench.posthoc import (
 from lt_bench.rundir import run_dir_of_checkpoint, run_dir_of_job
 from lt_bench.signals import StopAtOnce
 from lt_bench.startup import start_process
-from lt_bench.summary import format_result, print_table, write_summary
+from lt_bench.summary import format_result, hardware, print_table, write_summary
 from lt_bench.train import build_run, build_trainer
 
 log = logging.getLogger("lt_bench.eval")  # not __main__ under python -m
@@ -460,6 +460,7 @@ def _evaluate(
             save_predictions(run_dir / name, outputs[cfg.split], keep=list(cfg.save))
             summary["outputs"] = name
         summary["config"] = OmegaConf.to_container(run_cfg, resolve=True)
+        summary["hardware"] = hardware(trainer.strategy.root_device)
         summary.update(started_at=started_at, finished_at=time.time())
         rundir.write_hydra_files(run_dir, hydra_files)
         write_summary(run_dir, summary, counts, key=cfg.split)

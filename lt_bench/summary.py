@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,28 @@ def _dumps(value: Any, indent: int = 0) -> str:
     if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
         return "[\n" + ",\n".join(f"{inner}{_dumps(v, indent + 1)}" for v in value) + f"\n{pad}]"
     return json.dumps(value)
+
+
+def hardware(device: Any) -> dict[str, str]:
+    """Where a run's figures were computed (``device``: the torch.device the model is on): a CPU and a GPU
+    round bfloat16 differently, so a table that mixes them says which cells came from which."""
+    import torch  # here: summary.json's readers need no torch
+
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = _cpu_model() or platform.machine() or "unknown"
+    return {"device": device.type, "name": name, "torch": torch.__version__}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:  # not Linux
+        pass
+    return platform.processor()
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

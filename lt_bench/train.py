@@ -44,7 +44,7 @@ from lt_bench.metrics import LOWER_IS_BETTER
 from lt_bench.schedules import Schedule, plot_schedule, schedule_of
 from lt_bench.signals import StopOnSigterm, stop_cleanly_on_sigterm
 from lt_bench.startup import print_config_tree, start_process
-from lt_bench.summary import format_result, print_results, result_rows, write_json, write_summary
+from lt_bench.summary import format_result, hardware, print_results, result_rows, write_json, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +299,7 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
             "realised_imbalance_factor": realised_if,
             "warnings": start_warnings,
             "config": OmegaConf.to_container(cfg, resolve=True),
+            "hardware": hardware(trainer.strategy.root_device),
             "started_at": started_at,
         }
         try:

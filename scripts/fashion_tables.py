@@ -87,6 +87,9 @@ START, END = "<!-- fashion-tables:start -->", "<!-- fashion-tables:end -->"
 # summaries under results/ that values() found but could not count (diverged, unreadable), with why:
 # render() names them below the tables, so that no mean silently has a seed fewer
 LEFT_OUT: dict[Path, str] = {}
+# summaries computed on a GPU (their "hardware" key; scripts/gpu_table.sh), with the card: every other run
+# ran on this project's CPU, and the two round bfloat16 differently, so the cells holding one are marked
+ON_GPU: dict[Path, str] = {}
 # where the tables are published (the repository's docs/results.md, whatever the working directory)
 RESULTS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 
@@ -110,6 +113,9 @@ def values(folder: Path, split: str, metric: str) -> list[float]:
                 else status
             )
             continue
+        hardware = summary.get("hardware") or {}
+        if hardware.get("device") == "cuda":
+            ON_GPU[path] = hardware.get("name") or "a GPU"
         result = summary.get(split) or {}
         if split == "test_best_epoch":  # {epoch, selected_by, result, note}
             result = result.get("result") or {}
@@ -145,7 +151,8 @@ def arconvl_table(results: Path) -> str:
         for row, label in rows:
             cells = []
             for q in qs:
-                vals = values(root / row / f"q{q}", "test", "gmean")
+                folder = root / row / f"q{q}"
+                vals = values(folder, "test", "gmean")
                 mean, std = PUBLISHED[name][q]
                 if not vals:
                     cells.append(f"— / {mean:.1f} ± {std:.1f}")
@@ -154,7 +161,8 @@ def arconvl_table(results: Path) -> str:
                 mark = " **!**" if abs(diff) > 2 * std else ""
                 if mark:
                     flagged.append(f"{name} ({label}), q = {q}")
-                cells.append(f"{fmt(vals)} (n={len(vals)}) / {mean:.1f} ± {std:.1f} ({diff:+.1f}){mark}")
+                gpu = " †" if any(path.parent.parent == folder for path in ON_GPU) else ""
+                cells.append(f"{fmt(vals)} (n={len(vals)}){gpu} / {mean:.1f} ± {std:.1f} ({diff:+.1f}){mark}")
             lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     if flagged:
@@ -285,11 +293,29 @@ def posthoc_sweep_table(results: Path) -> str:
 
 def render(results: Path) -> str:
     LEFT_OUT.clear()
+    ON_GPU.clear()
     tables = _tables(results)
+    if ON_GPU:
+        tables += "\n\n" + gpu_note(results)
     if not LEFT_OUT:
         return tables
     named = "; ".join(f"`{p.relative_to(results)}` ({why})" for p, why in sorted(LEFT_OUT.items()))
     return f"{tables}\n\nRuns left out of these tables (no finished result): {named}."
+
+
+def gpu_note(results: Path) -> str:
+    """Which seeds ran on a GPU, folder by folder (a cell marked † holds at least one)."""
+    folders: dict[tuple[Path, str], list[str]] = {}
+    for path, card in sorted(ON_GPU.items()):
+        folders.setdefault((path.parent.parent.relative_to(results), card), []).append(path.parent.name[4:])
+    named = "; ".join(
+        f"`{folder}` seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)} ({card})"
+        for (folder, card), seeds in folders.items()
+    )
+    return (
+        "† holds runs computed on a GPU (`scripts/gpu_table.sh`; summary.json's `hardware`), every other run "
+        f"on this project's CPU (bfloat16 rounds differently on the two): {named}."
+    )
 
 
 def _tables(results: Path) -> str:

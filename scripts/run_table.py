@@ -1,7 +1,7 @@
 """Run the jobs of a results table one by one, resumably, and keep each finished run's small outputs.
 
     python scripts/run_table.py scripts/tables/fashion.yaml [--only TABLE[,TABLE]] [--rows R,...]
-        [--seeds S,...] [--values V,...] [--jobs N] [--list]
+        [--seeds S,...] [--values V,...] [--jobs N] [--stop-after SECONDS] [--list]
 
 The YAML lists tables; each has shared overrides, seeds, optional swept values and its rows (name ->
 overrides). A job is (table, row, sweep value, seed). A finished job is one whose
@@ -12,6 +12,10 @@ summary.json and the resolved config (.hydra/config.yaml, overrides.yaml) are co
 Runs use one torch thread each; ``--jobs 2`` runs two at a time (the brief's limit on 2 cores). Runners
 started separately on the same table share it: a job whose run directory another run holds is passed
 over ("busy"), so a second runner takes the jobs the first has not reached.
+
+``--stop-after SECONDS`` starts no job once that many seconds have passed (the jobs running go on to
+their end): a lease of fixed length, such as scripts/gpu_table.sh's GPU batch, ends with whole runs, and
+the jobs not started are listed as ``left`` for the next call.
 
 Only a finished run is collected: a ``summary.json`` whose ``status`` is ``diverged`` (or anything but
 ``finished``; summaries of lt_bench before the key have none and count as finished) stays in the scratch
@@ -160,9 +164,18 @@ def jobs_of(
     return jobs
 
 
-def run(job: Job, results: Path, scratch: Path, python: str, cwd: Path, retry_diverged: bool = False) -> str:
+def run(
+    job: Job,
+    results: Path,
+    scratch: Path,
+    python: str,
+    cwd: Path,
+    retry_diverged: bool = False,
+    start_by: float | None = None,
+) -> str:
     """Run, collect or pass over one job; the line that says which (:func:`failed` tells a job without a
-    result). Only a finished run is collected; a diverged one runs again, afresh, with ``retry_diverged``."""
+    result). Only a finished run is collected; a diverged one runs again, afresh, with ``retry_diverged``.
+    A job that would start after ``start_by`` (a ``time.time()``) is ``left`` for a later call."""
     done = results / job.name
     if (done / SUMMARY).exists():
         state, reason = status_of(done / SUMMARY)
@@ -180,6 +193,8 @@ def run(job: Job, results: Path, scratch: Path, python: str, cwd: Path, retry_di
         if not retry_diverged:
             return f"diverged {job.name}: {reason} ({run_dir / SUMMARY}; --retry-diverged runs it again)"
         retry = True
+    if start_by is not None and time.time() > start_by:
+        return f"left {job.name}: --stop-after has passed; the next call runs it"
     from lt_bench.rundir import RunDirInUse, locked  # torch: not before the command line is checked
 
     try:  # several runners may share a table: each takes the jobs no other one is running
@@ -243,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/lt_bench_tables"))
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--cwd", type=Path, default=ROOT, help="checkout whose lt_bench runs the jobs")
+    parser.add_argument(
+        "--stop-after", default=None, help="start no job after this many seconds (running ones finish)"
+    )
     parser.add_argument("--list", action="store_true", help="print the jobs and whether each is done")
     parser.add_argument(
         "--retry-diverged", action="store_true", help="run the diverged jobs again, afresh (overwrite=true)"
@@ -256,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
+    started = time.time()
     try:
         workers = int(args.jobs)
         seeds = {int(k) for k in args.seeds.split(",")} if args.seeds else None
@@ -265,6 +284,14 @@ def _main(args: argparse.Namespace) -> int:
         ) from None
     if workers < 1:
         raise TableError(f"--jobs {workers}: run at least one job at a time (--jobs 1)")
+    start_by = None
+    if args.stop_after is not None:
+        try:
+            start_by = started + float(args.stop_after)
+        except ValueError:
+            raise TableError(f"--stop-after {args.stop_after}: give seconds, e.g. --stop-after 420") from None
+        if not start_by > started:  # also nan
+            raise TableError(f"--stop-after {args.stop_after}: give a positive number of seconds")
     spec = spec_of(args.spec)
     only = set(args.only.split(",")) if args.only else None
     unknown = sorted((only or set()) - set(spec))
@@ -285,11 +312,14 @@ def _main(args: argparse.Namespace) -> int:
         return 0
     lines = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for line in pool.map(
-            lambda j: run(j, args.results, args.scratch, args.python, args.cwd, args.retry_diverged), jobs
-        ):
+        options = (args.results, args.scratch, args.python, args.cwd, args.retry_diverged, start_by)
+        for line in pool.map(lambda j: run(j, *options), jobs):
             print(line, flush=True)
             lines.append(line)
+    left = sum(line.startswith("left ") for line in lines)
+    if left:
+        when = f"--stop-after {args.stop_after}s"
+        print(f"run_table: {left} of {len(lines)} jobs left for the next call ({when})")
     bad = [line.split()[1] for line in lines if failed(line)]
     if bad:
         print(f"run_table: {len(bad)} of {len(lines)} jobs have no result: {', '.join(bad)}", file=sys.stderr)

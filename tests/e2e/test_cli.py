@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from lt_bench.errors import ConfigError
 from lt_bench.startup import check as validate  # the whole start-up check: values, then the method's own
@@ -29,6 +30,9 @@ def test_default_run_writes_summary_and_artifacts(run_dir):
     assert (run_dir / "metrics.csv").exists()
     assert (run_dir / ".hydra" / "config.yaml").exists()
     assert "balanced_acc" in result.stdout and "gmean" in result.stdout
+    # where the figures were computed: a table mixing CPU and GPU runs marks the GPU cells by it
+    assert summary["hardware"]["device"] == "cpu" and summary["hardware"]["name"]
+    assert summary["hardware"]["torch"] == torch.__version__
 
 
 # one case per path an error takes to the user: Hydra's composition (unknown option, wrong type), the

@@ -121,3 +121,21 @@ def test_write_replaces_the_block_of_docs_results_md_and_nothing_else(results: P
     other.write_text("no block\n")
     assert fashion_tables.main(["--results", str(results), "--write", str(other)]) == 2
     assert other.read_text() == "no block\n"
+
+
+def test_cells_with_a_gpu_run_are_marked_and_the_runs_named(results: Path) -> None:
+    folder = results / "arconvl_fashion" / "la_no_momentum" / "q10"
+    for seed in (1, 2):
+        (folder / f"seed{seed}").mkdir()
+        (folder / f"seed{seed}" / "summary.json").write_text(
+            json.dumps({"test": {"gmean": 0.876}, "hardware": {"device": "cuda", "name": "NVIDIA H100"}})
+        )
+    text = fashion_tables.render(results)
+    assert "| LA | no momentum | — / 91.0 ± 0.2 | 87.6 ± 0.0 (n=3) † / 87.6 ± 0.3 (-0.0) |" in text
+    assert text.count("†") == 2  # that cell and the note; the CPU cells are unmarked
+    assert "`arconvl_fashion/la_no_momentum/q10` seeds 1, 2 (NVIDIA H100)." in text
+    # a CPU run's record marks nothing
+    (folder / "seed1" / "summary.json").write_text(
+        json.dumps({"test": {"gmean": 0.876}, "hardware": {"device": "cpu", "name": "AMD EPYC"}})
+    )
+    assert "seed 2 (NVIDIA H100)." in fashion_tables.render(results)

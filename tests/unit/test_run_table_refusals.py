@@ -120,6 +120,8 @@ def test_the_tables_name_the_runs_they_leave_out(tmp_path):
         ("t:\n  seeds: [0]\n", [], "table t has no rows"),
         (TABLE, ["--jobs", "0"], "--jobs 0: run at least one job at a time"),
         (TABLE, ["--seeds", "x"], "--seeds x: give integers"),
+        (TABLE, ["--stop-after", "soon"], "--stop-after soon: give seconds"),
+        (TABLE, ["--stop-after", "0"], "--stop-after 0: give a positive number of seconds"),
         (TABLE, ["--only", "nope"], "--only nope: no such table"),
     ],
 )
