@@ -78,7 +78,11 @@ FASHION_LT_ROWS = [
 ]
 # every trained row of the 30-epoch table, at 100 epochs (table fashion_lt_long); the post-hoc rows are
 # the CE runs' own checkpoints, not runs of their own
-FASHION_LT_LONG_ROWS = [(row, name) for row, name in FASHION_LT_ROWS if "posthoc" not in row]
+FASHION_LT_LONG_ROWS = [(row, name) for row, name in FASHION_LT_ROWS if "posthoc" not in row] + [
+    # the check behind RIDE's margin over LA: LA on RIDE's backbone (its three experts' features
+    # concatenated into one linear head: 199,770 parameters against RIDE's 199,760)
+    ("la_ride_convnet", "LA on RIDE's 3-expert backbone (capacity check)"),
+]
 # scripts/fashion_posthoc.py: adjustment -> label of the sweep table's columns
 POSTHOC = {"la": "post-hoc LA", "tau_norm": "τ-norm, bias kept", "tau_norm_nobias": "τ-norm, bias dropped"}
 POSTHOC_TAUS = ("0", "0.5", "1", "1.5", "2")
