@@ -20,6 +20,7 @@ nothing else in it changes; cells without runs show "—", so the tables fill in
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -175,28 +176,42 @@ def arconvl_table(results: Path) -> str:
 
 
 def significance(root: Path, qs: list[int]) -> str:
-    """Friedman over the q values (blocks), then Holm against ARConvL, on the no-momentum rows: every
-    method with runs at each q where ARConvL has them (a method not run at some q is left out, named)."""
+    """Friedman over the q values (blocks), then Holm against ARConvL, on the no-momentum rows. While the
+    table fills in, the test takes the q values and methods with the most methods run at every one of
+    those q (then the most q values): a method not run at each of them, or a q value not every kept method
+    has been run at yet, is left out and named."""
     rows = {n: r[0][0] for n, r in ARCONVL_ROWS.items() if r[0][0].endswith("no_momentum")}
     means = {
         (n, q): mean_std(values(root / row / f"q{q}", "test", "gmean")).mean
         for n, row in rows.items()
         for q in qs
     }
-    blocks_q = [q for q in qs if math.isfinite(means["ARConvL", q])]
-    names = [n for n in rows if all(math.isfinite(means[n, q]) for q in blocks_q)]
-    left_out = [n for n in rows if n not in names]
+    with_arconvl = [q for q in qs if math.isfinite(means["ARConvL", q])]
+    candidates = [
+        (list(blocks_q), [n for n in rows if all(math.isfinite(means[n, q]) for q in blocks_q)])
+        for size in range(2, len(with_arconvl) + 1)
+        for blocks_q in itertools.combinations(with_arconvl, size)
+    ]
+    blocks_q, names = max(candidates, key=lambda c: (len(c[1]), len(c[0])), default=(with_arconvl, []))
     if len(blocks_q) < 2 or len(names) < 3:
         return (
             "Friedman/Holm over q: needs ARConvL and two other methods at two or more q values "
-            f"({len(blocks_q)} q values, {len(names)} methods so far)."
+            f"({len(with_arconvl)} q values, {len(names)} methods so far)."
         )
+    left_out = [n for n in rows if n not in names]
+    waiting = [str(q) for q in qs if q not in blocks_q and any(math.isfinite(means[n, q]) for n in rows)]
+    notes = "".join(
+        [
+            f"; not run at each of these q: {', '.join(left_out)}" if left_out else "",
+            f"; left out until every method has run there: q = {', '.join(waiting)}" if waiting else "",
+        ]
+    )
     blocks = [[means[n, q] for n in names] for q in blocks_q]
     test = friedman(blocks)
     posthoc = holm_vs_control(blocks, names.index("ARConvL"))
     lines = [
         f"Friedman over q = {', '.join(map(str, blocks_q))} (blocks; each cell the mean over its seeds; "
-        f"no-momentum rows{'; not run: ' + ', '.join(left_out) if left_out else ''}): "
+        f"no-momentum rows{notes}): "
         f"statistic {test.statistic:.3g}, p = {test.p:.3g} {test.note}".rstrip(),
         "",
         # identical rankings in every block give the largest statistic, n (k - 1)

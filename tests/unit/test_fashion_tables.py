@@ -50,12 +50,22 @@ def test_friedman_and_holm_over_q_leave_out_methods_not_run_at_every_q(results: 
     # ranks 1 / 2 / 3 in both blocks (n = 2, k = 3): chi2 = 12n/(k(k+1)) * sum (R_j - 2)^2 = 2 * 2 = 4,
     # p = exp(-4/2) = 0.135; Holm: z = rank diff / sqrt(k(k+1)/(6n)) = 1 (LA), 2 (CPL),
     # p = 0.317, 0.0455; Holm: 2 * 0.0455 = 0.091, then max(0.317, 0.091) = 0.317
-    assert "q = 10, 100" in text and "not run: GCPL, Focal, CB, CB Focal" in text
+    assert "q = 10, 100" in text and "not run at each of these q: GCPL, Focal, CB, CB Focal" in text
     assert "statistic 4, p = 0.135" in text
     # the largest statistic with n = 2, k = 3 is n (k - 1) = 4: this case, every block ranking alike
     assert "With 2 blocks and 3 methods the smallest p this test can give is 0.135" in text
     assert "| LA | +1.00 | 1.00 | 0.317 | 0.317 |" in text
     assert "| CPL | +2.00 | 2.00 | 0.0455 | 0.091 |" in text
+
+
+def test_a_q_value_not_every_method_has_run_yet_waits_instead_of_dropping_methods(results: Path) -> None:
+    write_runs(results, "arconvl_no_momentum", 20, [0.86])  # q = 20 has begun: ARConvL's first seed alone
+    write_runs(results, "la_no_momentum", 20, [0.85])
+    text = fashion_tables.significance(results / "arconvl_fashion", [10, 20, 100])
+    # q = 10 and 100 keep three methods; taking q = 20 in as well would keep two
+    assert "Friedman over q = 10, 100 (" in text
+    assert "left out until every method has run there: q = 20" in text
+    assert "statistic 4, p = 0.135" in text
 
 
 def test_significance_waits_for_two_q_values(results: Path) -> None:
