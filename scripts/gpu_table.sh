@@ -12,7 +12,7 @@
 #
 # The runs are scripts/run_table.py's, resumable as on the CPU; each summary.json records the card it ran on
 # (its "hardware" key) and scripts/fashion_tables.py marks the cells that hold a GPU seed. Settings (env):
-# JOBS (16), STOP_AFTER (240), HARD_STOP (540), VALUES (50,20,1), SEEDS (0,1,2), ROWS (the seven rows of the
+# JOBS (16), STOP_AFTER (240), HARD_STOP (540), VALUES (20,1), SEEDS (0,1,2), ROWS (the seven rows of the
 # paper), SPEC / ONLY (the table file and table), RESULTS (results), PY (python3), ALLOW_CPU=1 to run
 # without a GPU (the check of this script on a CPU machine), GPU_DIR (.gpu).
 set -euo pipefail
@@ -51,7 +51,7 @@ run() {
   log="$out/run_table.log"
   # run_table's exit status is 1 when a job failed: the finished ones are packed all the same
   timeout --signal=KILL "${HARD_STOP:-540}" "$py" scripts/run_table.py "$SPEC" --only "$ONLY" --rows "$ROWS" \
-    --values "${VALUES:-50,20,1}" --seeds "${SEEDS:-0,1,2}" --jobs "${JOBS:-16}" --python "$py" \
+    --values "${VALUES:-20,1}" --seeds "${SEEDS:-0,1,2}" --jobs "${JOBS:-16}" --python "$py" \
     --results "$RESULTS" --scratch /tmp/lt_bench_tables --stop-after "${STOP_AFTER:-240}" 2>&1 | tee "$log" || true
   local new
   new=$(awk '$1 == "done" || $1 == "collected" {print $2}' "$log")
