@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from lt_bench.losses import build_loss
+from lt_bench.losses.class_weights import effective_number_weights, inverse_frequency_weights
 from tests.helpers import approx, t, y
 
 # -- reduction -----------------------------------------------------------------------------------------
@@ -154,3 +155,18 @@ def test_asl_weights_are_differentiated_like_ridnik_single_label():
     loss = build_loss("asl", [1] * 3, gamma_pos=1.0, gamma_neg=2.0, eps=0.1)
     z = t([1.0, 0.0, -1.0], [0.3, -0.2, 0.5]).requires_grad_()
     assert torch.autograd.gradcheck(lambda v: loss.per_sample(v, y(1, 2)), (z,))
+
+
+# -- balanced data (ARConvL's q = 1 column) --------------------------------------------------------------
+def test_on_equal_counts_la_is_ce_and_the_class_weights_are_one():
+    # equal counts: LA's log prior is one constant added to every logit (softmax is shift-invariant) and the
+    # inverse / effective-number weights, normalised to sum to C, are all 1 -- so at q = 1 the LA, CB and
+    # CB Focal rows train the CPL / Focal losses (the paper's q = 1 column has them within 0.1 of each other)
+    counts = [5400] * 4
+    z = torch.randn(16, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    targets = torch.arange(16) % 4
+    torch.testing.assert_close(build_loss("la", counts)(z, targets), build_loss("ce", counts)(z, targets))
+    for weights in (inverse_frequency_weights(counts, 1.0), effective_number_weights(counts, 0.9999, 1.0)):
+        torch.testing.assert_close(weights, torch.ones(4, dtype=weights.dtype))
+        focal = build_loss("focal", counts, gamma=2.0)
+        torch.testing.assert_close(focal(z, targets, class_weights=weights.to(z.dtype)), focal(z, targets))
