@@ -48,6 +48,7 @@ ARCONVL_ROWS = {
     "GCPL": [
         ("gcpl_no_momentum", "no momentum, lambda = 0.1"),
         ("gcpl_half_no_momentum", "no momentum, lambda = 0.05 (Yang et al.'s PL has a 1/2; check)"),
+        ("gcpl_raw_pixels_no_momentum", "no momentum, lambda = 0.1, raw 0-255 input (check)"),
     ],
     # the authors' main.py passes the class weights alpha_j = n_max / n_j to "our and focal loss"
     "Focal": [
@@ -58,7 +59,11 @@ ARCONVL_ROWS = {
     "CB": [("cb_no_momentum", "no momentum")],
     "CB Focal": [("cb_focal_no_momentum", "no momentum")],
     "LA": [("la_no_momentum", "no momentum"), ("la_momentum", "momentum 0.9")],
-    "ARConvL": [("arconvl_no_momentum", "no momentum"), ("arconvl_momentum", "momentum 0.9")],
+    "ARConvL": [
+        ("arconvl_no_momentum", "no momentum"),
+        ("arconvl_momentum", "momentum 0.9"),
+        ("arconvl_raw_pixels_no_momentum", "no momentum, raw 0-255 input (the authors'; check)"),
+    ],
 }
 QS = (1, 10, 20, 50, 100)
 FASHION_LT_ROWS = [
@@ -163,11 +168,13 @@ def arconvl_table(results: Path) -> str:
                     cells.append(f"— / {mean:.1f} ± {std:.1f}")
                     continue
                 diff = mean_std(vals).mean - mean
+                shown_diff = round(diff, 1) + 0.0  # + 0.0: a difference of -0.04 prints +0.0, not -0.0
                 mark = " **!**" if abs(diff) > 2 * std else ""
                 if mark:
                     flagged.append(f"{name} ({label}), q = {q}")
                 gpu = " †" if any(path.parent.parent == folder for path in ON_GPU) else ""
-                cells.append(f"{fmt(vals)} (n={len(vals)}){gpu} / {mean:.1f} ± {std:.1f} ({diff:+.1f}){mark}")
+                published = f"{mean:.1f} ± {std:.1f} ({shown_diff:+.1f}){mark}"
+                cells.append(f"{fmt(vals)} (n={len(vals)}){gpu} / {published}")
             lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     if flagged:
