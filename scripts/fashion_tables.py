@@ -48,13 +48,13 @@ ARCONVL_ROWS = {
     "GCPL": [
         ("gcpl_no_momentum", "no momentum, lambda = 0.1"),
         ("gcpl_half_no_momentum", "no momentum, lambda = 0.05 (Yang et al.'s PL has a 1/2; check)"),
-        ("gcpl_raw_pixels_no_momentum", "no momentum, lambda = 0.1, raw 0-255 input (check)"),
     ],
     # the authors' main.py passes the class weights alpha_j = n_max / n_j to "our and focal loss"
     "Focal": [
         ("focal_inverse_no_momentum", "no momentum, class weights n_max / n_j"),
         ("focal_no_momentum", "no momentum, unweighted (check)"),
         ("focal_gamma1_no_momentum", "no momentum, unweighted, gamma = 1 (check)"),
+        ("focal_inverse_raw_pixels_no_momentum", "no momentum, class weights, raw 0-255 input (check)"),
     ],
     "CB": [("cb_no_momentum", "no momentum")],
     "CB Focal": [("cb_focal_no_momentum", "no momentum")],
@@ -62,7 +62,7 @@ ARCONVL_ROWS = {
     "ARConvL": [
         ("arconvl_no_momentum", "no momentum"),
         ("arconvl_momentum", "momentum 0.9"),
-        ("arconvl_raw_pixels_no_momentum", "no momentum, raw 0-255 input (the authors'; check)"),
+        ("arconvl_raw_pixels_no_momentum", "no momentum, raw 0-255 input (check)"),
     ],
 }
 QS = (1, 10, 20, 50, 100)
