@@ -59,11 +59,7 @@ ARCONVL_ROWS = {
     "CB": [("cb_no_momentum", "no momentum")],
     "CB Focal": [("cb_focal_no_momentum", "no momentum")],
     "LA": [("la_no_momentum", "no momentum"), ("la_momentum", "momentum 0.9")],
-    "ARConvL": [
-        ("arconvl_no_momentum", "no momentum"),
-        ("arconvl_momentum", "momentum 0.9"),
-        ("arconvl_raw_pixels_no_momentum", "no momentum, raw 0-255 input (check)"),
-    ],
+    "ARConvL": [("arconvl_no_momentum", "no momentum"), ("arconvl_momentum", "momentum 0.9")],
 }
 QS = (1, 10, 20, 50, 100)
 FASHION_LT_ROWS = [
