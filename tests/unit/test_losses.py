@@ -166,7 +166,7 @@ def test_on_equal_counts_la_is_ce_and_the_class_weights_are_one():
     z = torch.randn(16, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     targets = torch.arange(16) % 4
     torch.testing.assert_close(build_loss("la", counts)(z, targets), build_loss("ce", counts)(z, targets))
+    focal = build_loss("focal", counts, gamma=2.0)
     for weights in (inverse_frequency_weights(counts, 1.0), effective_number_weights(counts, 0.9999, 1.0)):
         torch.testing.assert_close(weights, torch.ones(4, dtype=weights.dtype))
-        focal = build_loss("focal", counts, gamma=2.0)
         torch.testing.assert_close(focal(z, targets, class_weights=weights.to(z.dtype)), focal(z, targets))
