@@ -43,7 +43,11 @@ PUBLISHED = {
 }
 # paper row -> run rows (results/arconvl_fashion/<row>/q<q>/seed*/), each with its label
 ARCONVL_ROWS = {
-    "CPL": [("cpl_no_momentum", "no momentum"), ("cpl_momentum", "momentum 0.9")],
+    "CPL": [
+        ("cpl_no_momentum", "no momentum"),
+        ("cpl_momentum", "momentum 0.9"),
+        ("cpl_raw_pixels_no_momentum", "no momentum, raw 0-255 input (check)"),
+    ],
     # Yang et al.'s code halves PL (tf.nn.l2_loss): if the paper's lambda 0.1 follows it, ours is 0.05
     "GCPL": [
         ("gcpl_no_momentum", "no momentum, lambda = 0.1"),
@@ -59,7 +63,11 @@ ARCONVL_ROWS = {
     "CB": [("cb_no_momentum", "no momentum")],
     "CB Focal": [("cb_focal_no_momentum", "no momentum")],
     "LA": [("la_no_momentum", "no momentum"), ("la_momentum", "momentum 0.9")],
-    "ARConvL": [("arconvl_no_momentum", "no momentum"), ("arconvl_momentum", "momentum 0.9")],
+    "ARConvL": [
+        ("arconvl_no_momentum", "no momentum"),
+        ("arconvl_momentum", "momentum 0.9"),
+        ("arconvl_raw_pixels_no_momentum", "no momentum, raw 0-255 input (check)"),
+    ],
 }
 QS = (1, 10, 20, 50, 100)
 FASHION_LT_ROWS = [
