@@ -176,6 +176,9 @@ def test_training_counts_a_signal_delivered_twice_once(tmp_path, monkeypatch):
 
 
 def test_an_evaluation_stops_at_once_on_a_real_signal_and_finishes_its_writes_first():
+    # what SIGINT does before: Python's KeyboardInterrupt, or SIG_IGN where a shell started the suite in
+    # the background (`cmd &` without job control ignores SIGINT in the child)
+    sigint_before = signal.getsignal(signal.SIGINT)
     stop = StopAtOnce("the evaluation", "nothing written")
     with stop.installed(), pytest.raises(RunInterrupted) as stopped:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -195,7 +198,7 @@ def test_an_evaluation_stops_at_once_on_a_real_signal_and_finishes_its_writes_fi
             stop.outcome = "the summary is complete"
     assert written == ["summary.json"] and stopped.value.exit_code == 130
     assert str(stopped.value) == "stopped by SIGINT during the evaluation; the summary is complete"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    assert signal.getsignal(signal.SIGINT) is sigint_before  # restored
 
 
 # -- item 8: the report and eval pick the right runs and checkpoints -------------------------------------
