@@ -70,8 +70,9 @@ class RunDirInUse(LtBenchError):
 
 # -- one run at a time ---------------------------------------------------------------------------------
 @contextlib.contextmanager
-def locked(run_dir: Path) -> Iterator[None]:
-    """Hold a lock on ``<run dir>/.lt_bench.lock`` for the duration; a second run is refused at once.
+def locked(run_dir: Path, name: str = LOCK) -> Iterator[None]:
+    """Hold a lock on ``<run dir>/<name>`` (``.lt_bench.lock``) for the duration; a second holder is refused
+    at once.
 
     A POSIX record lock (``lockf``), not ``flock``: it belongs to the process, so the kernel releases it
     the moment the holder dies, however it ends (``kill -9`` included), and processes forked from the holder
@@ -80,7 +81,7 @@ def locked(run_dir: Path) -> Iterator[None]:
     closing any descriptor of the file drops a POSIX lock.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = os.open(run_dir / name, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         holder = _holder_if_locked(fd, fcntl.LOCK_EX)
         if holder is not None:

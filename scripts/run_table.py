@@ -10,8 +10,9 @@ stopped at any point (or the machine lost) and started again. Checkpoints stay i
 (``--scratch``, default /tmp/lt_bench_tables) and each job resumes there with ``ckpt_path=auto``; only
 summary.json and the resolved config (.hydra/config.yaml, overrides.yaml) are copied under results/.
 Runs use one torch thread each; ``--jobs 2`` runs two at a time (the brief's limit on 2 cores). Runners
-started separately on the same table share it: a job whose run directory another run holds is passed
-over ("busy"), so a second runner takes the jobs the first has not reached.
+started separately on the same table share it: a job another runner has taken (it holds the job's
+``.run_table.lock`` for as long as its run lasts, start-up included), or whose run directory another lt_bench
+run holds, is passed over ("busy"), so a second runner takes the jobs the first has not reached.
 
 ``--stop-after SECONDS`` starts no job once that many seconds have passed (the jobs running go on to
 their end): a lease of fixed length, such as scripts/gpu_table.sh's GPU batch, ends with whole runs, and
@@ -27,6 +28,7 @@ command line or the table file is wrong.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -42,6 +44,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = "summary.json"
+# the runner's own lock in a job's run directory, held from before its lt_bench starts until after it ends:
+# lt_bench takes .lt_bench.lock only once its imports are done, and a second runner must not start the job
+# in between
+RUNNER_LOCK = ".run_table.lock"
 
 
 class TableError(Exception):
@@ -184,6 +190,26 @@ def run(
         if not retry_diverged:  # collected by an older runner: no result, however it got there
             return f"diverged {job.name}: {reason} ({done / SUMMARY}; --retry-diverged runs it again)"
     run_dir = scratch / job.name
+    if start_by is not None and time.time() > start_by and not (run_dir / SUMMARY).exists():
+        return f"left {job.name}: --stop-after has passed; the next call runs it"
+    from lt_bench.rundir import RunDirInUse, held_elsewhere, locked  # torch: not before the command line
+
+    busy = f"busy {job.name}: another runner has it"
+    with contextlib.ExitStack() as held:
+        try:  # several runners may share a table: the job is this runner's until its run has ended
+            held.enter_context(locked(run_dir, RUNNER_LOCK))
+        except RunDirInUse:
+            return busy
+        if held_elsewhere(run_dir) is not None:  # an lt_bench run started by hand in the job's directory
+            return busy
+        return _run_held(job, done, run_dir, python, cwd, retry_diverged, start_by)
+
+
+def _run_held(
+    job: Job, done: Path, run_dir: Path, python: str, cwd: Path, retry_diverged: bool, start_by: float | None
+) -> str:
+    """:func:`run` once this runner holds the job: the run directory's state is read only now, so a job
+    another runner has just finished is collected, never started again."""
     retry = False
     if (run_dir / SUMMARY).exists():  # summary.json is written last, atomically
         state, reason = status_of(run_dir / SUMMARY)
@@ -193,15 +219,6 @@ def run(
         if not retry_diverged:
             return f"diverged {job.name}: {reason} ({run_dir / SUMMARY}; --retry-diverged runs it again)"
         retry = True
-    if start_by is not None and time.time() > start_by:
-        return f"left {job.name}: --stop-after has passed; the next call runs it"
-    from lt_bench.rundir import RunDirInUse, locked  # torch: not before the command line is checked
-
-    try:  # several runners may share a table: each takes the jobs no other one is running
-        with locked(run_dir):
-            pass
-    except RunDirInUse:
-        return f"busy {job.name}: another runner has it"
     command = [
         python,
         "-m",

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 from lt_bench.rundir import LOCK
@@ -117,3 +118,50 @@ def test_the_gpu_batch_packs_what_it_finished_and_collect_keeps_earlier_results(
     )
     assert got.returncode == 0, got.stderr
     assert json.loads((mine / "t/ce/k5/seed0/summary.json").read_text())["mine"] == 1
+
+
+# stands in for `python -m lt_bench ...` during its start-up: it takes no lock for its first 3 s (lt_bench
+# takes .lt_bench.lock only after its imports), then finishes
+SLOW_START_RUN = ONE_SECOND_RUN.replace("sleep 1", "sleep 3")
+
+TAKE_JOB = """
+import importlib.util, sys
+from pathlib import Path
+spec = importlib.util.spec_from_file_location("run_table", sys.argv[1])
+run_table = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = run_table
+spec.loader.exec_module(run_table)
+job = run_table.Job("t", "row", "all", 0, ("seed=0",))
+tmp = Path(sys.argv[2])
+print(run_table.run(job, tmp / "results", tmp / "scratch", sys.argv[3], Path(sys.argv[4])), flush=True)
+"""
+
+
+def test_a_second_runner_passes_over_a_job_whose_run_is_still_starting(tmp_path: Path) -> None:
+    # two runners reaching the same job together: the first has launched lt_bench, which holds nothing yet
+    job = run_table.Job("t", "row", "all", 0, ("seed=0",))
+    python = tmp_path / "python"
+    python.write_text(SLOW_START_RUN)
+    python.chmod(0o755)
+    first = subprocess.Popen(
+        [sys.executable, "-c", TAKE_JOB, str(ROOT / "scripts" / "run_table.py"), str(tmp_path), str(python),
+         str(ROOT)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        runner_log = tmp_path / "scratch" / job.name / "runner.log"
+        for _ in range(300):  # the first runner has started its run
+            if runner_log.exists():
+                break
+            time.sleep(0.05)
+        assert runner_log.exists()
+        # the second runner must not start it again (/bin/false would be a FAIL line)
+        line = run_table.run(job, tmp_path / "results", tmp_path / "scratch", "/bin/false", ROOT)
+        assert line == "busy t/row/all/seed0: another runner has it"
+        assert first.stdout.readline().startswith("done t/row/all/seed0 in ")
+    finally:
+        first.kill()
+        first.wait()
+    # and once it has ended, a runner that finds it finished skips it
+    line = run_table.run(job, tmp_path / "results", tmp_path / "scratch", "/bin/false", ROOT)
+    assert line == "skip t/row/all/seed0"
