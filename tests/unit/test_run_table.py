@@ -150,7 +150,7 @@ def test_a_second_runner_passes_over_a_job_whose_run_is_still_starting(tmp_path:
     )  # fmt: skip
     try:
         runner_log = tmp_path / "scratch" / job.name / "runner.log"
-        for _ in range(300):  # the first runner has started its run
+        for _ in range(600):  # the first runner has started its run (its imports: slow on busy cores)
             if runner_log.exists():
                 break
             time.sleep(0.05)
